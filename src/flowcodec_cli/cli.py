@@ -1,0 +1,235 @@
+"""The `flowcodec` command line: a thin click layer over codec.py.
+
+No torch at import time: `flowcodec --help` and `flowcodec info` stay instant. Every failure is
+one line on stderr naming the file and the problem, and a documented exit code (docs/cli.md):
+
+    0 ok · 1 internal error · 2 usage · 3 unreadable input · 4 corrupt/invalid .fcx
+    5 model or weights problem · 6 side information missing or wrong · 7 output exists (no --force)
+    8 encoder/decoder desync detected
+
+With several files, a failure does not stop the others; the exit code is the first failure's.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import fcx
+from .outputs import OutputExists, plan_outputs, write_atomic, read_input
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_FORMAT = 0, 1, 2, 3, 4
+EXIT_MODEL, EXIT_SIDE_INFO, EXIT_EXISTS, EXIT_DESYNC = 5, 6, 7, 8
+
+
+class Failure(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _classify(exc: BaseException) -> Failure:
+    """Map library exceptions onto exit codes and one-line messages."""
+    from .images import ImageError
+    if isinstance(exc, Failure):
+        return exc
+    if isinstance(exc, OutputExists):
+        return Failure(EXIT_EXISTS, f"{exc} exists (use --force to overwrite)")
+    if isinstance(exc, ImageError):
+        return Failure(EXIT_INPUT, str(exc))
+    if isinstance(exc, fcx.FormatError):
+        return Failure(EXIT_FORMAT, str(exc))
+    if isinstance(exc, FileNotFoundError):
+        return Failure(EXIT_INPUT, "no such file")
+    if isinstance(exc, IsADirectoryError):
+        return Failure(EXIT_INPUT, "is a directory")
+    if isinstance(exc, PermissionError):
+        return Failure(EXIT_INPUT, "permission denied")
+    from . import codec, entropy, zoo
+    if isinstance(exc, entropy.DesyncError):
+        return Failure(EXIT_DESYNC, str(exc))
+    if isinstance(exc, codec.SideInfoError):
+        return Failure(EXIT_SIDE_INFO, str(exc))
+    if isinstance(exc, (codec.CodecError, zoo.WeightsError)):
+        return Failure(EXIT_MODEL, str(exc))
+    if isinstance(exc, OSError):
+        return Failure(EXIT_INPUT, exc.strerror or str(exc))
+    return Failure(EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _run_batch(jobs, work, quiet: bool, as_json: bool) -> None:
+    """Run `work(src, dst)` for every job; report each failure in one line; exit with a code."""
+    from tqdm import tqdm
+    first_failure = EXIT_OK
+    show_bar = len(jobs) > 1 and not quiet
+    for src, dst in tqdm(jobs, disable=not show_bar, unit="file", file=sys.stderr):
+        start = time.perf_counter()
+        try:
+            record = work(src, dst)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes one line + a code
+            failure = _classify(exc)
+            first_failure = first_failure or failure.code
+            click.echo(f"flowcodec: {src}: {failure}", err=True)
+            continue
+        record["seconds"] = round(time.perf_counter() - start, 4)
+        if as_json:
+            click.echo(json.dumps(record))
+        elif not quiet and dst != "-":
+            click.echo(_summary(record), err=True)
+    sys.exit(first_failure)
+
+
+def _summary(record: dict) -> str:
+    parts = [f"{record['input']} -> {record['output']}", f"{record['bytes']} bytes"]
+    if "bpp" in record:
+        parts.append(f"{record['bpp']:.4f} bpp")
+    parts.append(f"{record['seconds']:.2f} s")
+    return ", ".join(parts)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="flowcodec-cli")
+def main() -> None:
+    """flowcodec: a learned image codec that writes real bitstreams (.fcx)."""
+
+
+_common_output = [
+    click.option("-o", "--output", "output", default=None,
+                 help="Output file, '-' for stdout, or a directory (required form for several inputs)."),
+    click.option("--force", is_flag=True, help="Overwrite existing output files."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-file summary."),
+    click.option("--json", "as_json", is_flag=True, help="Print one JSON line per file to stdout."),
+    click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                 help="Where the transforms run; probability tables are always built on the CPU."),
+]
+
+
+def _with_output_options(f):
+    for option in reversed(_common_output):
+        f = option(f)
+    return f
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--beta", type=float, default=0.005, show_default=True,
+              help="Rate weight β of L = D + β·R: larger β, smaller files.")
+@click.option("--model", default=None, help="Model name (see `flowcodec models`).")
+@_with_output_options
+def encode(inputs, beta, model, output, force, quiet, as_json, device):
+    """Compress images (files, directories of images, or '-' for stdin) into .fcx files."""
+    from . import codec, images, zoo
+    model = model or zoo.DEFAULT_MODEL
+    jobs = _plan_or_exit(inputs, output, ".fcx", images.IMAGE_SUFFIXES, force)
+
+    def work(src, dst):
+        picture = images.read_image(read_input(src))
+        data, stats = codec.encode(picture, beta, model, device=device)
+        write_atomic(dst, data, force)
+        pixels = picture.rgb.shape[0] * picture.rgb.shape[1]
+        return {"input": src, "output": dst, "bytes": len(data), "bpp": 8 * len(data) / pixels,
+                "estimated_bpp": stats.estimated_bits / pixels, "beta": beta, "model": model}
+
+    _run_batch(jobs, work, quiet, as_json)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--side-info", "side_info", default=None,
+              help="Side-information image for files that need it (the decoder's own view).")
+@_with_output_options
+def decode(inputs, side_info, output, force, quiet, as_json, device):
+    """Decompress .fcx files into images (PNG unless the output name says otherwise)."""
+    from . import codec, images
+    jobs = _plan_or_exit(inputs, output, ".png", {".fcx"}, force)
+    side = None
+    if side_info is not None:
+        try:
+            side = images.read_image(side_info)
+        except BaseException as exc:  # noqa: BLE001
+            failure = _classify(exc)
+            click.echo(f"flowcodec: {side_info}: side information: {failure}", err=True)
+            sys.exit(EXIT_SIDE_INFO)
+
+    def work(src, dst):
+        picture = codec.decode(read_input(src), side_info=side, device=device)
+        suffix = Path(dst).suffix if dst != "-" else ".png"
+        data = images.encode_image_bytes(picture, suffix)
+        write_atomic(dst, data, force)
+        return {"input": src, "output": dst, "bytes": len(data),
+                "width": picture.rgb.shape[1], "height": picture.rgb.shape[0]}
+
+    _run_batch(jobs, work, quiet, as_json)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
+def info(inputs, as_json):
+    """Show the header of .fcx files (no model is loaded)."""
+    failure_code = EXIT_OK
+    for src in inputs:
+        try:
+            data = read_input(src)
+            container = fcx.unpack(data)
+        except BaseException as exc:  # noqa: BLE001
+            failure = _classify(exc)
+            failure_code = failure_code or failure.code
+            click.echo(f"flowcodec: {src}: {failure}", err=True)
+            continue
+        record = {"file": src, "bytes": len(data), **container.header.to_dict(),
+                  "streams": [len(s) for s in container.streams]}
+        h = container.header
+        record["bpp"] = 8 * len(data) / (h.height * h.width)
+        if as_json:
+            click.echo(json.dumps(record))
+        else:
+            click.echo(f"{src}:")
+            for key, value in record.items():
+                if key != "file":
+                    click.echo(f"  {key:20s} {value}")
+    sys.exit(failure_code)
+
+
+@main.command()
+def models():
+    """List the registered models and whether their weights are installed and verified."""
+    from . import zoo
+    for name, entry in sorted(zoo.REGISTRY.items()):
+        path = zoo.weights_dir() / entry.file
+        if not path.is_file():
+            state = "missing"
+        else:
+            state = "ok" if zoo.sha256_file(path) == entry.sha256 else "SHA256 MISMATCH"
+        default = " (default)" if name == zoo.DEFAULT_MODEL else ""
+        click.echo(f"{name}{default}: {entry.architecture}, {path} [{state}]")
+
+
+@main.command(add_help_option=False,
+              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def train(ctx):
+    """Train a model (see `flowcodec train --help` for the options of flowcodec_cli.train)."""
+    from . import train as training
+    training.main(list(ctx.args))
+
+
+def _plan_or_exit(inputs, output, suffix, accepted, force):
+    try:
+        return plan_outputs(list(inputs), output, suffix, accepted)
+    except Failure as failure:
+        click.echo(f"flowcodec: {failure}", err=True)
+        sys.exit(failure.code)
+    except ValueError as exc:
+        click.echo(f"flowcodec: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""encode(picture) -> .fcx bytes and decode(.fcx bytes) -> picture, as mirror images.
+
+    encode: image → tensor → g_a → (y, z) → round → z tables → z stream
+                                              → h_s(ẑ) → y tables → y stream → container
+    decode: container → z stream → ẑ → h_s(ẑ) → y tables → y stream → ŷ → g_s → image
+
+Determinism: everything that feeds a probability table (the hyper-synthesis h_s, the rate gains,
+the factorized prior of z) runs on the CPU in float64, and its output is snapped to integer grids
+in entropy.py. The encoder stores a CRC of the snapped y parameters; the decoder recomputes it
+and refuses to decode on a mismatch (DesyncError) instead of emitting garbage. The transforms
+g_a and g_s run in float32: g_a only on the encoder, and g_s after all entropy decoding, where a
+last-ulp difference can no longer desynchronize anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import entropy, fcx, mixture, zoo
+from .images import Picture
+
+WEIGHTS_DIGEST_BYTES = fcx.DIGEST_BYTES
+
+
+class CodecError(RuntimeError):
+    """The file cannot be coded with the available model (unknown, other weights, bad β)."""
+
+
+class SideInfoError(CodecError):
+    """Side information is required but missing, or does not fit the file."""
+
+
+@dataclass
+class EncodeStats:
+    estimated_bits: float   # the model's information content of the coded symbols
+    payload_bits: int       # the range-coded streams as written (without container overhead)
+
+
+class LoadedCodec:
+    """A verified model prepared for coding: float32 transforms, float64 table networks."""
+
+    _cache: dict[str, "LoadedCodec"] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, name: str):
+        self.name = name
+        self.model, sha = zoo.load(name)
+        self.digest = bytes.fromhex(sha)[:WEIGHTS_DIGEST_BYTES]
+        self._on_device: dict = {}
+        self.h_s64 = copy.deepcopy(self.model.h_s).double().eval()
+        self.hyper_gain64 = copy.deepcopy(self.model.inverse_hyper_gain).double()
+        z_prior = self.model.z_prior(torch.Size([1, self.model.config.hyper_channels, 1, 1]),
+                                     torch.float64)
+        self.z_prior64 = mixture.MixtureParams(*(p[0, :, :, 0, 0].detach() for p in z_prior))
+
+    def transforms(self, device: str):
+        """The float32 model on `device` (g_a, h_a, g_s run there; tables stay on the CPU)."""
+        if device == "cpu":
+            return self.model
+        if device == "cuda" and not torch.cuda.is_available():
+            raise CodecError("--device cuda: no CUDA device is available on this machine")
+        if device not in self._on_device:
+            self._on_device[device] = copy.deepcopy(self.model).to(device)
+        return self._on_device[device]
+
+    @classmethod
+    def get(cls, name: str) -> "LoadedCodec":
+        with cls._lock:
+            if name not in cls._cache:
+                cls._cache[name] = LoadedCodec(name)
+            return cls._cache[name]
+
+    # --- the probability side (float64, deterministic) ---------------------------------------
+
+    def z_tables(self, z_shape: torch.Size) -> entropy.QuantizedMixture:
+        """The factorized prior of z, expanded to every position: (K, C·H·W) grids."""
+        _, c, h, w = z_shape
+        def per_element(p: torch.Tensor) -> np.ndarray:  # (K, C) -> (K, C·H·W), raster order
+            return p[:, :, None].expand(-1, c, h * w).reshape(p.shape[0], -1).numpy()
+        return entropy.quantize_params(*(per_element(p) for p in self.z_prior64))
+
+    @torch.no_grad()
+    def y_params(self, z_hat: torch.Tensor, beta: float) -> mixture.MixtureParams:
+        """Float64 mixture parameters of ŷ, each (K, C, H, W), from integer ẑ (1, C, H, W)."""
+        beta64 = torch.tensor([beta], dtype=torch.float64)
+        raw = self.h_s64(z_hat.double() / self.hyper_gain64(beta64))
+        params = mixture.split_params(raw, self.model.config.latent_channels)
+        return mixture.MixtureParams(*(p[0] for p in params))
+
+    @staticmethod
+    def y_tables(params: mixture.MixtureParams) -> entropy.QuantizedMixture:
+        k = params.logits.shape[0]
+        return entropy.quantize_params(*(p.reshape(k, -1).numpy() for p in params))
+
+
+def _pad(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Replicate-pad (B,3,H,W) on the bottom/right to multiples of the model stride."""
+    h, w = x.shape[2:]
+    ph, pw = (-h) % stride, (-w) % stride
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+def _estimated_bits(values: torch.Tensor, params: mixture.MixtureParams) -> float:
+    """Model bits of integer values (C,H,W) under float mixture params (K,C,H,W)."""
+    batched = mixture.MixtureParams(*(p.unsqueeze(0) for p in params))
+    likelihood = mixture.bin_likelihood(values.double().unsqueeze(0), batched)
+    return float(mixture.bits(likelihood)[0])
+
+
+@torch.no_grad()
+def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL,
+           device: str = "cpu") -> tuple[bytes, EncodeStats]:
+    """Compress a picture into .fcx bytes at rate weight β."""
+    codec = LoadedCodec.get(model_name)
+    transforms = codec.transforms(device)
+    config = codec.model.config
+    if not config.beta_min <= beta <= config.beta_max:
+        raise CodecError(f"--beta {beta} is outside the model's range "
+                         f"[{config.beta_min}, {config.beta_max}]")
+    height, width = picture.rgb.shape[:2]
+    fcx.check_dimensions(height, width)
+    x = torch.from_numpy(picture.rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    x = _pad(x, codec.model.stride)
+
+    y, z = transforms.analysis(x.to(device), torch.tensor([beta], device=device))
+    y, z = y.cpu(), z.cpu()
+    z_hat = torch.round(z)
+    z_q = codec.z_tables(z_hat.shape)
+    z_stream = entropy.encode(z_hat.flatten().long().numpy(), z_q)
+
+    y_params = codec.y_params(z_hat, beta)
+    y_q = codec.y_tables(y_params)
+    y_hat = torch.round(y)[0]
+    y_stream = entropy.encode(y_hat.flatten().long().numpy(), y_q)
+
+    streams = [z_stream, y_stream]
+    if picture.alpha is not None:
+        streams.append(zlib.compress(np.ascontiguousarray(picture.alpha).tobytes(), 9))
+    header = fcx.Header(model_name, codec.digest, height, width, picture.layout, beta, y_q.digest())
+    data = fcx.pack(fcx.Container(header, streams))
+
+    z_prior = mixture.MixtureParams(*(p[:, :, None, None].expand(-1, -1, *z_hat.shape[2:])
+                                      for p in codec.z_prior64))
+    estimate = _estimated_bits(y_hat, y_params) + _estimated_bits(z_hat[0], z_prior)
+    return data, EncodeStats(estimate, 8 * (len(z_stream) + len(y_stream)))
+
+
+@torch.no_grad()
+def decode(data: bytes, side_info: Picture | None = None, device: str = "cpu") -> Picture:
+    """Decompress .fcx bytes. Raises fcx.FormatError, CodecError or entropy.DesyncError.
+
+    `side_info` is ignored by models that do not use it (the header's flag says which do).
+    """
+    container = fcx.unpack(data)
+    header = container.header
+    if header.needs_side_info and side_info is None:
+        raise SideInfoError("this file needs side information: pass --side-info IMAGE")
+    try:
+        codec = LoadedCodec.get(header.model)
+    except zoo.WeightsError as exc:
+        raise CodecError(f"cannot decode: {exc}") from None
+    if header.weights_digest != codec.digest:
+        raise CodecError(f"file was made with other weights for model {header.model!r} "
+                         f"({header.weights_digest.hex()[:12]}…, installed {codec.digest.hex()[:12]}…)")
+    expected_streams = 3 if header.layout in (fcx.LAYOUT_RGBA, fcx.LAYOUT_GRAY_ALPHA) else 2
+    if len(container.streams) != expected_streams:
+        raise fcx.FormatError(f"expected {expected_streams} streams, found {len(container.streams)}")
+
+    stride = codec.model.stride
+    ph, pw = -(-header.height // stride) * stride, -(-header.width // stride) * stride
+    z_shape = torch.Size([1, codec.model.config.hyper_channels, ph // stride, pw // stride])
+    z_q = codec.z_tables(z_shape)
+    z_hat = torch.from_numpy(_decode_stream(container.streams[0], z_q)).double().view(z_shape)
+
+    y_params = codec.y_params(z_hat, header.beta)
+    y_q = codec.y_tables(y_params)
+    if y_q.digest() != header.params_crc:
+        raise entropy.DesyncError("probability tables differ from the encoder's (parameter CRC "
+                                  "mismatch): refusing to decode")
+    y_shape = y_params.means.shape[1:]
+    y_hat = torch.from_numpy(_decode_stream(container.streams[1], y_q)).float().view(1, *y_shape)
+
+    transforms = codec.transforms(device)
+    beta = torch.tensor([header.beta], dtype=torch.float64).float()
+    x_hat = transforms.synthesis(y_hat.to(device), beta.to(device)).cpu()
+    x_hat = x_hat[0, :, :header.height, :header.width].clamp(0, 1)
+    rgb = x_hat.mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+    alpha = None
+    if expected_streams == 3:
+        try:  # bounded: a forged stream cannot inflate beyond the declared image size
+            raw = zlib.decompressobj().decompress(container.streams[2], header.height * header.width + 1)
+        except zlib.error:
+            raise fcx.FormatError("alpha stream is corrupt") from None
+        if len(raw) != header.height * header.width:
+            raise fcx.FormatError("alpha stream has the wrong size")
+        alpha = np.frombuffer(raw, dtype=np.uint8).reshape(header.height, header.width).copy()
+    return Picture(rgb, alpha, header.layout)
+
+
+def _decode_stream(stream: bytes, q: entropy.QuantizedMixture) -> np.ndarray:
+    try:
+        return entropy.decode(stream, q)
+    except (ValueError, RuntimeError) as exc:  # constriction reports a broken stream this way
+        raise fcx.FormatError(f"entropy-coded stream is corrupt ({exc})") from None

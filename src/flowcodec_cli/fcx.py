@@ -1,0 +1,148 @@
+"""The `.fcx` container: the only module that knows the byte layout (see docs/format.md).
+
+Pure Python, no torch: `flowcodec info` and the fuzzers parse headers without loading a model.
+Every multi-byte integer is little-endian. A CRC32 over everything before it closes the file,
+so any corruption or truncation is detected before a single symbol is decoded.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+MAGIC = b"\x89FCX\r\n\x1a\n"   # PNG-style: catches text-mode mangling and 7-bit transports
+VERSION = 1
+
+FLAG_SIDE_INFO = 0x01          # decoding needs a side-information image
+KNOWN_FLAGS = FLAG_SIDE_INFO
+
+LAYOUT_RGB, LAYOUT_GRAY, LAYOUT_RGBA, LAYOUT_GRAY_ALPHA = 0, 1, 2, 3
+LAYOUT_NAMES = {LAYOUT_RGB: "RGB", LAYOUT_GRAY: "L", LAYOUT_RGBA: "RGBA", LAYOUT_GRAY_ALPHA: "LA"}
+
+MAX_DIMENSION = 1 << 16        # per side
+MAX_PIXELS = 1 << 28           # 268 MP: refused before any allocation (cf. Pillow's bomb limit)
+MAX_STREAMS = 16
+DIGEST_BYTES = 16
+
+_FIXED = struct.Struct("<8sBB")          # magic, version, flags
+_BODY = struct.Struct("<16sIIBdIB")      # weights digest, height, width, layout, beta, params crc, streams
+_LENGTH = struct.Struct("<I")
+
+
+class FormatError(ValueError):
+    """The bytes are not a valid .fcx file (wrong magic, truncated, corrupt, unsupported)."""
+
+
+@dataclass
+class Header:
+    model: str
+    weights_digest: bytes
+    height: int
+    width: int
+    layout: int
+    beta: float
+    params_crc: int
+    flags: int = 0
+
+    @property
+    def needs_side_info(self) -> bool:
+        return bool(self.flags & FLAG_SIDE_INFO)
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": VERSION,
+            "model": self.model,
+            "weights_digest": self.weights_digest.hex(),
+            "height": self.height,
+            "width": self.width,
+            "layout": LAYOUT_NAMES[self.layout],
+            "beta": self.beta,
+            "params_crc32": f"{self.params_crc:08x}",
+            "side_info_required": self.needs_side_info,
+        }
+
+
+@dataclass
+class Container:
+    header: Header
+    streams: list[bytes] = field(default_factory=list)
+
+
+def check_dimensions(height: int, width: int) -> None:
+    """Refuse sizes the codec will not allocate for (raised before any big allocation)."""
+    if height < 1 or width < 1:
+        raise FormatError(f"image size {width}x{height} is empty")
+    if height > MAX_DIMENSION or width > MAX_DIMENSION or height * width > MAX_PIXELS:
+        raise FormatError(
+            f"image size {width}x{height} exceeds the limit "
+            f"({MAX_DIMENSION} per side, {MAX_PIXELS} pixels)")
+
+
+def pack(container: Container) -> bytes:
+    h = container.header
+    model = h.model.encode("ascii")
+    if not 0 < len(model) < 256:
+        raise ValueError("model id must be 1..255 ASCII bytes")
+    if len(h.weights_digest) != DIGEST_BYTES:
+        raise ValueError("weights digest must be 16 bytes")
+    if len(container.streams) > MAX_STREAMS:
+        raise ValueError("too many streams")
+    check_dimensions(h.height, h.width)
+    parts = [
+        _FIXED.pack(MAGIC, VERSION, h.flags),
+        bytes([len(model)]), model,
+        _BODY.pack(h.weights_digest, h.height, h.width, h.layout, h.beta, h.params_crc,
+                   len(container.streams)),
+    ]
+    for stream in container.streams:
+        parts += [_LENGTH.pack(len(stream)), stream]
+    body = b"".join(parts)
+    return body + _LENGTH.pack(zlib.crc32(body))
+
+
+def unpack(data: bytes) -> Container:
+    """Parse and verify a whole file. Raises FormatError with a one-line reason."""
+    if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+        raise FormatError("not an .fcx file (bad magic)")
+    if len(data) < _FIXED.size + 1 + 4:
+        raise FormatError("truncated .fcx file")
+    _, version, flags = _FIXED.unpack_from(data, 0)
+    if version != VERSION:
+        raise FormatError(f"unsupported .fcx version {version} (this build reads {VERSION})")
+    (stored_crc,) = _LENGTH.unpack_from(data, len(data) - 4)
+    if zlib.crc32(data[:-4]) != stored_crc:
+        raise FormatError("corrupt or truncated .fcx file (CRC mismatch)")
+    if flags & ~KNOWN_FLAGS:
+        raise FormatError(f"unknown flags 0x{flags:02x}")
+    pos = _FIXED.size
+    end = len(data) - 4
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if n < 0 or pos + n > end:
+            raise FormatError("truncated .fcx file")
+        chunk = data[pos:pos + n]
+        pos += n
+        return chunk
+
+    model_len = take(1)[0]
+    try:
+        model = take(model_len).decode("ascii")
+    except UnicodeDecodeError:
+        raise FormatError("model id is not ASCII") from None
+    if not model:
+        raise FormatError("empty model id")
+    digest, height, width, layout, beta, params_crc, count = _BODY.unpack(take(_BODY.size))
+    if layout not in LAYOUT_NAMES:
+        raise FormatError(f"unknown channel layout {layout}")
+    if not (beta > 0 and beta < float("inf")):
+        raise FormatError(f"invalid beta {beta!r}")
+    if count > MAX_STREAMS:
+        raise FormatError(f"too many streams ({count})")
+    check_dimensions(height, width)
+    streams = [take(_LENGTH.unpack(take(4))[0]) for _ in range(count)]
+    if pos != end:
+        raise FormatError("trailing bytes after the last stream")
+    header = Header(model, digest, height, width, layout, beta, params_crc, flags)
+    return Container(header, streams)

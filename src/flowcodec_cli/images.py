@@ -1,0 +1,119 @@
+"""Image files ↔ arrays, with a defined behaviour for every mode Pillow can open.
+
+The neural codec codes 8-bit RGB. Everything else is mapped onto it, and back on decode:
+
+| input                         | coded as                              | decoded as          |
+|-------------------------------|---------------------------------------|---------------------|
+| RGB, 8-bit                    | RGB                                   | RGB                 |
+| grayscale (L, 1-bit, I;16, I) | RGB (gray replicated), layout "L"     | L (8-bit)           |
+| RGBA, LA, palette + alpha     | RGB lossy + alpha plane lossless      | RGBA / LA           |
+| palette without alpha         | RGB                                   | RGB                 |
+| 16-bit RGB / gray             | rounded to 8 bits                     | 8-bit               |
+| CMYK (e.g. CMYK JPEG), YCbCr  | converted to RGB by Pillow            | RGB                 |
+| EXIF orientation tag          | rotated upright first (as viewers do) | upright, no tag     |
+
+Pillow's decompression-bomb guard stays on; our own size limit (fcx.MAX_PIXELS) applies too.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import fcx
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".webp", ".bmp"}
+
+
+class ImageError(ValueError):
+    """The input is not an image we can read."""
+
+
+class Picture(NamedTuple):
+    rgb: np.ndarray            # (H, W, 3) uint8
+    alpha: np.ndarray | None   # (H, W) uint8 or None
+    layout: int                # fcx.LAYOUT_*
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """16-bit and 32-bit integer grayscale → 8-bit L by rounding (not by truncating the top bits)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if im.mode.startswith("I;16") or array.max() > 255 else 255.0
+        return Image.fromarray(np.clip(np.round(array * 255.0 / peak), 0, 255).astype(np.uint8), "L")
+    if im.mode == "F":
+        array = np.asarray(im, dtype=np.float64)
+        return Image.fromarray(np.clip(np.round(array), 0, 255).astype(np.uint8), "L")
+    return im
+
+
+def from_pil(im: Image.Image) -> Picture:
+    """Map any Pillow image onto (RGB, optional alpha, layout), following the table above."""
+    im = ImageOps.exif_transpose(im)
+    fcx.check_dimensions(im.height, im.width)
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("PA",):
+        im = im.convert("RGBA")
+    im = _to_8bit(im)
+    if im.mode in ("1", "L"):
+        gray = np.asarray(im.convert("L"))
+        return Picture(np.repeat(gray[:, :, None], 3, axis=2), None, fcx.LAYOUT_GRAY)
+    if im.mode in ("LA", "La"):
+        la = np.asarray(im.convert("LA"))
+        return Picture(np.repeat(la[:, :, :1], 3, axis=2), la[:, :, 1].copy(), fcx.LAYOUT_GRAY_ALPHA)
+    if im.mode in ("RGBA", "RGBa"):
+        rgba = np.asarray(im.convert("RGBA"))
+        return Picture(rgba[:, :, :3].copy(), rgba[:, :, 3].copy(), fcx.LAYOUT_RGBA)
+    return Picture(np.asarray(im.convert("RGB")).copy(), None, fcx.LAYOUT_RGB)
+
+
+def read_image(source: str | Path | bytes) -> Picture:
+    """Read a file path or raw bytes. Raises ImageError / fcx.FormatError with a one-line reason."""
+    try:
+        stream = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+    except OSError as exc:
+        raise ImageError(exc.strerror or str(exc)) from None
+    with stream:
+        try:
+            with Image.open(stream) as im:
+                fcx.check_dimensions(im.height, im.width)
+                im.load()
+                return from_pil(im)
+        except UnidentifiedImageError:
+            raise ImageError("not a recognized image file") from None
+        except Image.DecompressionBombError as exc:
+            raise ImageError(f"image too large ({exc})") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            if isinstance(exc, fcx.FormatError):
+                raise
+            raise ImageError(f"cannot read image ({exc})") from None
+
+
+def to_pil(picture: Picture) -> Image.Image:
+    """The inverse of `from_pil` for decoded pictures."""
+    rgb, alpha, layout = picture
+    if layout == fcx.LAYOUT_GRAY:
+        return Image.fromarray(rgb, "RGB").convert("L")
+    if layout == fcx.LAYOUT_GRAY_ALPHA:
+        gray = np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
+        return Image.fromarray(np.stack([gray, alpha], axis=2), "LA")
+    if layout == fcx.LAYOUT_RGBA:
+        return Image.fromarray(np.concatenate([rgb, alpha[:, :, None]], axis=2), "RGBA")
+    return Image.fromarray(rgb, "RGB")
+
+
+def encode_image_bytes(picture: Picture, suffix: str) -> bytes:
+    """Serialize a decoded picture in the format named by a file suffix (".png" when unknown)."""
+    im = to_pil(picture)
+    fmt = Image.registered_extensions().get(suffix.lower(), "PNG")
+    if fmt in ("JPEG", "PPM") and im.mode in ("RGBA", "LA"):
+        im = im.convert("RGB" if im.mode == "RGBA" else "L")
+    out = io.BytesIO()
+    params = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    im.save(out, format=fmt, **params)
+    return out.getvalue()

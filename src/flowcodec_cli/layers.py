@@ -1,0 +1,88 @@
+"""Building blocks shared by the models: strided convolutions, GDN, and rate gains.
+
+Why these blocks: GDN (generalized divisive normalization, Ballé et al. 2016) gaussianizes
+natural-image features far better per parameter than ReLU, which matters for a model that must
+train in CPU-hours. Gain vectors (Cui et al. 2021) make one set of weights variable-rate: the
+latents are scaled per channel by a gain that depends on β before rounding, so a larger β means
+a coarser effective quantization step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
+    """A 'same'-padded convolution that downsamples by `stride`."""
+    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+def deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    """The exact spatial mirror of `conv`: upsamples by `stride`."""
+    return nn.ConvTranspose2d(
+        cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1
+    )
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization: y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2).
+
+    `inverse=True` gives IGDN (multiply instead of divide), used in the synthesis transform.
+    beta and gamma are kept non-negative by squaring a free parameter (with a small pedestal),
+    which is the reparametrization Ballé uses to keep optimisation stable.
+    """
+
+    _PEDESTAL = 2.0**-18
+
+    def __init__(self, channels: int, inverse: bool = False):
+        super().__init__()
+        self.inverse = inverse
+        self.beta_raw = nn.Parameter(torch.sqrt(torch.ones(channels) + self._PEDESTAL))
+        self.gamma_raw = nn.Parameter(torch.sqrt(0.1 * torch.eye(channels) + self._PEDESTAL))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels = x.shape[1]
+        beta = self.beta_raw.clamp(min=1e-3) ** 2 - self._PEDESTAL
+        gamma = self.gamma_raw.clamp(min=0.0) ** 2 - self._PEDESTAL
+        norm = F.conv2d(x * x, gamma.view(channels, channels, 1, 1).to(x.dtype), beta.to(x.dtype))
+        norm = torch.sqrt(norm.clamp(min=1e-9))
+        return x * norm if self.inverse else x / norm
+
+
+class RateGain(nn.Module):
+    """Per-channel gain as a function of β, for continuous variable rate with one set of weights.
+
+    A small set of anchor β values, log-spaced over the supported range, each owns a learned
+    log-gain vector; any β in between interpolates linearly in log β. Encoder and decoder call
+    this with the β stored in the `.fcx` header, on the CPU in float64, so both sides get the same
+    gain bit for bit.
+
+    The initial gains follow the high-rate rule for uniform quantization: the optimal step size
+    grows like sqrt(β), so gain ~ β^(-1/2) (relative to the geometric middle of the range).
+    """
+
+    def __init__(self, channels: int, beta_min: float, beta_max: float, anchors: int = 8,
+                 exponent: float = -0.5):
+        super().__init__()
+        self.beta_min = beta_min
+        self.beta_max = beta_max
+        log_betas = torch.linspace(math.log(beta_min), math.log(beta_max), anchors, dtype=torch.float64)
+        self.register_buffer("log_betas", log_betas, persistent=False)
+        mid = 0.5 * (log_betas[0] + log_betas[-1])
+        init = (exponent * (log_betas - mid)).float().unsqueeze(1).repeat(1, channels)
+        self.log_gain = nn.Parameter(init)
+
+    def forward(self, beta: torch.Tensor) -> torch.Tensor:
+        """beta: (B,) tensor -> gains (B, C, 1, 1), in the dtype of `beta`."""
+        log_beta = beta.log().clamp(self.log_betas[0].item(), self.log_betas[-1].item())
+        position = (log_beta - self.log_betas[0]) / (self.log_betas[1] - self.log_betas[0])
+        low = position.floor().clamp(0, len(self.log_betas) - 2)
+        frac = (position - low).unsqueeze(1)
+        low = low.long()
+        table = self.log_gain.to(beta.dtype)
+        log_gain = table[low] * (1 - frac) + table[low + 1] * frac
+        return log_gain.exp()[:, :, None, None]

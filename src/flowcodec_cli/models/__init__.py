@@ -1,0 +1,23 @@
+"""The model registry: one name per architecture, refusing duplicates."""
+
+from __future__ import annotations
+
+from .hyperprior import HyperpriorCodec
+
+MODEL_CLASSES: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    if cls.name in MODEL_CLASSES:
+        raise ValueError(f"model name {cls.name!r} registered twice")
+    MODEL_CLASSES[cls.name] = cls
+    return cls
+
+
+register(HyperpriorCodec)
+
+
+def build_model(name: str, config: dict | None = None):
+    """Instantiate an architecture from its registry name and a (partial) config dict."""
+    cls = MODEL_CLASSES[name]
+    return cls(cls.config_class(**(config or {})))

@@ -1,0 +1,123 @@
+"""Where results go, and how they get there without losing anything.
+
+`plan_outputs` turns the command line's inputs and `-o` into (source, destination) pairs:
+
+* `-` as an input reads stdin; `-o -` writes stdout (one input only).
+* one input: `-o FILE`, or `-o DIR/` / an existing directory → `DIR/<stem><suffix>`;
+* several inputs or a directory input: `-o DIR` (created if missing) → `DIR/<stem><suffix>`;
+* no `-o`: `<stem><suffix>` beside each input (stdout for stdin).
+
+`write_atomic` writes to a temporary file in the destination's folder, flushes it to disk, and
+only then moves it into place, so a full disk or a killed process never leaves a partial file at
+the destination. Without `force`, the final step is a hard link, which fails atomically if the
+destination appeared meanwhile: an existing file is never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+STDIO = "-"
+
+
+class OutputExists(Exception):
+    """The destination exists and --force was not given."""
+
+
+def _expand(inputs: list[str], accepted: set[str]) -> tuple[list[str], bool]:
+    """Replace directories by their accepted files (sorted). Returns (files, had_directory)."""
+    files: list[str] = []
+    had_directory = False
+    for item in inputs:
+        if item != STDIO and os.path.isdir(item):
+            had_directory = True
+            files += sorted(str(p) for p in Path(item).iterdir()
+                            if p.is_file() and p.suffix.lower() in accepted)
+        else:
+            files.append(item)
+    return files, had_directory
+
+
+def plan_outputs(inputs: list[str], output: str | None, suffix: str,
+                 accepted: set[str]) -> list[tuple[str, str]]:
+    """(source, destination) pairs; raises ValueError for contradictory arguments."""
+    files, had_directory = _expand(inputs, accepted)
+    if not files:
+        raise ValueError("no input files (directories contained no matching files)")
+    if files.count(STDIO) > 1:
+        raise ValueError("stdin ('-') can be read only once")
+    many = len(files) > 1 or had_directory
+    if output == STDIO:
+        if many:
+            raise ValueError("-o - (stdout) takes exactly one input")
+        return [(files[0], STDIO)]
+    to_dir = output is not None and (many or output.endswith(os.sep) or os.path.isdir(output))
+    pairs: list[tuple[str, str]] = []
+    for src in files:
+        if src == STDIO:
+            name = "stdin" + suffix
+            if output is None:
+                pairs.append((src, STDIO))
+                continue
+        else:
+            name = Path(src).stem + suffix
+        if to_dir:
+            dst = os.path.join(output, name)
+        elif output is not None:
+            dst = output
+        else:
+            dst = os.path.join(os.path.dirname(src), name)
+        pairs.append((src, dst))
+    destinations = [d for _, d in pairs if d != STDIO]
+    duplicates = sorted({d for d in destinations if destinations.count(d) > 1})
+    if duplicates:
+        raise ValueError(f"several inputs would write {duplicates[0]} (same file stem)")
+    if to_dir:
+        os.makedirs(output, exist_ok=True)
+    return pairs
+
+
+def read_input(src: str) -> bytes:
+    if src == STDIO:
+        return sys.stdin.buffer.read()
+    with open(src, "rb") as f:
+        return f.read()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(dst: str, data: bytes, force: bool) -> None:
+    """All-or-nothing write of `data` to `dst` (or stdout for '-')."""
+    if dst == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    if not force and os.path.lexists(dst):
+        raise OutputExists(dst)
+    folder = os.path.dirname(os.path.abspath(dst))
+    fd, tmp = tempfile.mkstemp(prefix=".flowcodec-", suffix=".part", dir=folder)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would surprise users
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, dst)
+        else:
+            try:
+                os.link(tmp, dst)
+            except FileExistsError:
+                raise OutputExists(dst) from None
+            os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,112 @@
+"""Named, hash-pinned weights: the only way encode and decode get a model.
+
+Each entry names a weights file in `weights/` and its sha256. Loading verifies the hash first
+(a tampered or swapped file is refused), reads it with safetensors (no pickle, so a weights file
+cannot execute code), rebuilds the architecture from the config stored inside the file, and
+loads the tensors strictly (missing or unexpected keys are an error).
+
+The weights folder is `$FLOWCODEC_WEIGHTS` if set, else the `weights/` folder of the source tree
+this package was installed from (`make demo` installs it in editable mode).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .models import build_model
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    architecture: str
+    file: str
+    sha256: str
+
+
+REGISTRY: dict[str, ZooEntry] = {}
+
+
+def _register(entry: ZooEntry) -> None:
+    if entry.name in REGISTRY:
+        raise ValueError(f"duplicate model name {entry.name!r}")
+    REGISTRY[entry.name] = entry
+
+
+_register(ZooEntry(
+    name="hyperprior",
+    architecture="hyperprior",
+    file="hyperprior.safetensors",
+    sha256="da4c33d5c7d80d98a96c27d307eaea4ff918692ac070fea4fe9610b2300598b1",
+))
+
+DEFAULT_MODEL = "hyperprior"
+
+
+class WeightsError(RuntimeError):
+    """Weights are missing, tampered with, or do not fit the architecture."""
+
+
+def weights_dir() -> Path:
+    env = os.environ.get("FLOWCODEC_WEIGHTS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "weights"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_state(path: Path) -> tuple[str, dict, dict[str, torch.Tensor]]:
+    """Architecture name, config and float32 tensors from a safetensors weights file."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if "architecture" not in meta or "config" not in meta:
+            raise WeightsError(f"{path.name}: no architecture/config metadata")
+        tensors = {key: f.get_tensor(key).float() for key in f.keys()}
+    return meta["architecture"], json.loads(meta["config"]), tensors
+
+
+def load(name: str = DEFAULT_MODEL, expected_sha256: str | None = None):
+    """Verify and load a registered model in eval mode. Returns (model, sha256 hex)."""
+    if name not in REGISTRY:
+        raise WeightsError(f"unknown model {name!r} (known: {', '.join(sorted(REGISTRY))})")
+    entry = REGISTRY[name]
+    path = weights_dir() / entry.file
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} not found")
+    actual = sha256_file(path)
+    expected = expected_sha256 or entry.sha256
+    if actual != expected:
+        raise WeightsError(f"weights file {path.name} fails its sha256 check "
+                           f"(expected {expected[:12]}…, found {actual[:12]}…)")
+    architecture, config, tensors = load_state(path)
+    if architecture != entry.architecture:
+        raise WeightsError(f"{path.name} holds a {architecture!r} model, expected {entry.architecture!r}")
+    model = build_model(architecture, config)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise WeightsError(f"{path.name}: missing keys {missing}, unexpected keys {unexpected}")
+    model.eval()
+    return model, actual
+
+
+def export(model, path: Path) -> str:
+    """Write a model's weights as fp16 safetensors with its config; returns the sha256."""
+    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    metadata = {"architecture": model.name, "config": json.dumps(model.config.to_dict())}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return sha256_file(path)
