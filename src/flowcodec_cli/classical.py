@@ -56,7 +56,7 @@ def _check_rgb(rgb: np.ndarray) -> None:
 def _pil_encode(rgb: np.ndarray, fmt: str, **options) -> bytes:
     _check_rgb(rgb)
     buf = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buf, format=fmt, **options)
+    Image.fromarray(rgb).save(buf, format=fmt, **options)
     return buf.getvalue()
 
 

@@ -5,8 +5,8 @@ This is the only module that imports constriction, and the place where determini
 Why integer tables: the decoder must rebuild the encoder's tables bit for bit on any machine.
 Floating-point CDFs (erf, exp) differ in the last ulp between CPU instruction sets and libraries,
 and one flipped probability desynchronizes the range decoder. So the float mixture parameters
-are first snapped to coarse grids (mean in 1/8 steps, scale on a 64-level log grid, weights in
-1/256 steps), and every table is then assembled with integer arithmetic from one lookup table of
+are first snapped to coarse grids (mean in 1/16 steps, scale on a 64-level log grid, weights in
+1/1024 steps), and every table is then assembled with integer arithmetic from one lookup table of
 the standard normal CDF (`cdf_lut`), computed once with Python's `math.erfc` and pinned by a test
 to a sha256. The grids are chosen so that snapping costs well under 1% of the rate.
 
@@ -31,9 +31,9 @@ import numpy as np
 
 from . import mixture
 
-MEAN_STEPS_PER_UNIT = 8            # means are snapped to multiples of 1/8
+MEAN_STEPS_PER_UNIT = 16           # means are snapped to multiples of 1/16
 SCALE_LEVELS = 64                  # scales are snapped to a log grid over [SCALE_MIN, SCALE_MAX]
-WEIGHT_TOTAL = 256                 # mixture weights are snapped to multiples of 1/256
+WEIGHT_TOTAL = 1024                # mixture weights are snapped to multiples of 1/1024
 CDF_BITS = 16                      # the normal CDF lookup table holds round(2^16 · Φ)
 TAIL_SIGMAS = 4.5                  # Φ(-4.5) · 2^16 < 0.5: beyond this the table is saturated
 WINDOW_HALF_WIDTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -66,24 +66,28 @@ def scale_grid() -> np.ndarray:
 
 
 def _max_offset() -> int:
-    """Largest |j| in cdf_lut: offsets (in 1/8 units) beyond this are saturated for every scale."""
+    """Largest |j| in cdf_lut: offsets (in 1/16 units) beyond this are saturated for every scale."""
     return math.ceil(TAIL_SIGMAS * MEAN_STEPS_PER_UNIT * mixture.SCALE_MAX)
 
 
 @functools.lru_cache(maxsize=1)
 def cdf_lut() -> np.ndarray:
-    """round(2^CDF_BITS · Φ(j / (8 σ_s))) for every scale level s and offset j in [-J, J].
+    """round(2^CDF_BITS · Φ(j / (16 σ_s))) for every scale level s and offset j in [-J, J].
 
     Shape (SCALE_LEVELS, 2J+1), int64. Built with `math.erfc` (scalar libm, the same on every
     x86-64 and ARM machine we know of) and verified by `lut_digest()` in the test-suite.
     """
     limit = _max_offset()
-    offsets = range(-limit, limit + 1)
-    table = np.empty((SCALE_LEVELS, 2 * limit + 1), dtype=np.int64)
     one = 1 << CDF_BITS
+    table = np.full((SCALE_LEVELS, 2 * limit + 1), one, dtype=np.int64)
     for s, sigma in enumerate(scale_grid()):
+        # Only the unsaturated part needs erfc; the lower half is defined by symmetry,
+        # T(-j) = 2^16 - T(j), which keeps the table exactly antisymmetric.
+        reach = min(limit, math.ceil(TAIL_SIGMAS * MEAN_STEPS_PER_UNIT * sigma))
         denom = MEAN_STEPS_PER_UNIT * sigma * math.sqrt(2.0)
-        table[s] = [math.floor(0.5 * one * math.erfc(-j / denom) + 0.5) for j in offsets]
+        upper = [math.floor(0.5 * one * math.erfc(-j / denom) + 0.5) for j in range(reach + 1)]
+        table[s, limit:limit + reach + 1] = upper
+        table[s, :limit + 1] = one - table[s, limit:][::-1]
     return table
 
 
@@ -146,7 +150,7 @@ def _tables(q: QuantizedMixture, plan: _Plan, select: np.ndarray, half: int) -> 
     limit = _max_offset()
     row = 2 * limit + 1
     steps = MEAN_STEPS_PER_UNIT
-    # Bin boundaries of the window (in 1/8 units): centre - half - 1/2 ... centre + half + 1/2.
+    # Bin boundaries of the window (in 1/16 units): centre - half - 1/2 ... centre + half + 1/2.
     bounds = (plan.centres[select, None] + np.arange(-half, half + 2)[None, :]) * steps - steps // 2
     bounds = bounds.astype(np.int32)
     counts = np.zeros((select.size, 2 * half + 1), dtype=np.int64)
