@@ -78,8 +78,8 @@ def _run_batch(jobs, work, quiet: bool, as_json: bool) -> None:
             click.echo(f"flowcodec: {src}: {failure}", err=True)
             continue
         record["seconds"] = round(time.perf_counter() - start, 4)
-        if as_json:
-            click.echo(json.dumps(record))
+        if as_json:  # never mixed into data written to stdout
+            click.echo(json.dumps(record), err=dst == "-")
         elif not quiet and dst != "-":
             click.echo(_summary(record), err=True)
     sys.exit(first_failure)

@@ -124,48 +124,69 @@ def _estimated_bits(values: torch.Tensor, params: mixture.MixtureParams) -> floa
 def _deterministic(fn):
     """Run `fn` without gradients and without oneDNN (see the module docstring)."""
     def wrapper(*args, **kwargs):
-        with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+        with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False, allow_tf32=None):
             return fn(*args, **kwargs)
     wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
     return wrapper
 
 
+DEFAULT_TILE = 1024
+"""Images are coded in independent tiles of this side (a multiple of the model stride), so that
+memory stays bounded for any image size. Kodak-sized images are a single tile."""
+
+
+def _tiles(header: fcx.Header):
+    """(top, left, height, width) of every tile, in raster order (the stream order)."""
+    rows, cols = header.tile_grid
+    for r in range(rows):
+        for c in range(cols):
+            top, left = r * header.tile, c * header.tile
+            yield top, left, min(header.tile, header.height - top), min(header.tile, header.width - left)
+
+
 @_deterministic
 def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL,
-           device: str = "cpu") -> tuple[bytes, EncodeStats]:
+           device: str = "cpu", tile: int = DEFAULT_TILE) -> tuple[bytes, EncodeStats]:
     """Compress a picture into .fcx bytes at rate weight β."""
     codec = LoadedCodec.get(model_name)
-    transforms = codec.transforms(device)
     config = codec.model.config
     if not config.beta_min <= beta <= config.beta_max:
         raise CodecError(f"--beta {beta} is outside the model's range "
                          f"[{config.beta_min}, {config.beta_max}]")
     height, width = picture.rgb.shape[:2]
     fcx.check_dimensions(height, width)
-    x = torch.from_numpy(picture.rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-    x = _pad(x, codec.model.stride)
-
-    y, z = transforms.analysis(x.to(device), torch.tensor([beta], device=device))
-    y, z = y.cpu(), z.cpu()
-    z_hat = torch.round(z)
-    z_q = codec.z_tables(z_hat.shape)
-    z_stream = entropy.encode(z_hat.flatten().long().numpy(), z_q)
-
-    y_params = codec.y_params(z_hat, beta)
-    y_q = codec.y_tables(y_params)
-    y_hat = torch.round(y)[0]
-    y_stream = entropy.encode(y_hat.flatten().long().numpy(), y_q)
-
-    streams = [z_stream, y_stream]
+    header = fcx.Header(model_name, codec.digest, height, width, picture.layout, beta, 0, tile)
+    streams: list[bytes] = []
+    estimate = 0.0
+    for top, left, h, w in _tiles(header):
+        z_stream, y_stream, y_q, bits = _encode_tile(
+            codec, picture.rgb[top:top + h, left:left + w], beta, device)
+        streams += [z_stream, y_stream]
+        header.params_crc = y_q.digest(header.params_crc)
+        estimate += bits
+    payload = 8 * sum(len(s) for s in streams)
     if picture.alpha is not None:
         streams.append(zlib.compress(np.ascontiguousarray(picture.alpha).tobytes(), 9))
-    header = fcx.Header(model_name, codec.digest, height, width, picture.layout, beta, y_q.digest())
-    data = fcx.pack(fcx.Container(header, streams))
+    return fcx.pack(fcx.Container(header, streams)), EncodeStats(estimate, payload)
+
+
+def _encode_tile(codec: LoadedCodec, rgb: np.ndarray, beta: float, device: str):
+    """One tile: image → g_a → (y, z) → z stream, h_s(ẑ) → tables → y stream."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    x = _pad(x, codec.model.stride)
+    y, z = codec.transforms(device).analysis(x.to(device), torch.tensor([beta], device=device))
+    y_hat, z_hat = torch.round(y.cpu())[0], torch.round(z.cpu())
+
+    z_q = codec.z_tables(z_hat.shape)
+    z_stream = entropy.encode(z_hat.flatten().long().numpy(), z_q)
+    y_params = codec.y_params(z_hat, beta)
+    y_q = codec.y_tables(y_params)
+    y_stream = entropy.encode(y_hat.flatten().long().numpy(), y_q)
 
     z_prior = mixture.MixtureParams(*(p[:, :, None, None].expand(-1, -1, *z_hat.shape[2:])
                                       for p in codec.z_prior64))
-    estimate = _estimated_bits(y_hat, y_params) + _estimated_bits(z_hat[0], z_prior)
-    return data, EncodeStats(estimate, 8 * (len(z_stream) + len(y_stream)))
+    bits = _estimated_bits(y_hat, y_params) + _estimated_bits(z_hat[0], z_prior)
+    return z_stream, y_stream, y_q, bits
 
 
 @_deterministic
@@ -185,40 +206,55 @@ def decode(data: bytes, side_info: Picture | None = None, device: str = "cpu") -
     if header.weights_digest != codec.digest:
         raise CodecError(f"file was made with other weights for model {header.model!r} "
                          f"({header.weights_digest.hex()[:12]}…, installed {codec.digest.hex()[:12]}…)")
-    expected_streams = 3 if header.layout in (fcx.LAYOUT_RGBA, fcx.LAYOUT_GRAY_ALPHA) else 2
+    rows, cols = header.tile_grid
+    has_alpha = header.layout in (fcx.LAYOUT_RGBA, fcx.LAYOUT_GRAY_ALPHA)
+    expected_streams = 2 * rows * cols + has_alpha
     if len(container.streams) != expected_streams:
         raise fcx.FormatError(f"expected {expected_streams} streams, found {len(container.streams)}")
 
-    stride = codec.model.stride
-    ph, pw = -(-header.height // stride) * stride, -(-header.width // stride) * stride
-    z_shape = torch.Size([1, codec.model.config.hyper_channels, ph // stride, pw // stride])
-    z_q = codec.z_tables(z_shape)
-    z_hat = torch.from_numpy(_decode_stream(container.streams[0], z_q)).double().view(z_shape)
-
-    y_params = codec.y_params(z_hat, header.beta)
-    y_q = codec.y_tables(y_params)
-    if y_q.digest() != header.params_crc:
+    rgb = np.empty((header.height, header.width, 3), dtype=np.uint8)
+    crc = 0
+    for index, (top, left, h, w) in enumerate(_tiles(header)):
+        z_stream, y_stream = container.streams[2 * index:2 * index + 2]
+        rgb[top:top + h, left:left + w], y_q = _decode_tile(codec, z_stream, y_stream, h, w,
+                                                             header.beta, device)
+        crc = y_q.digest(crc)
+    # Checked before anything is returned: a desync yields an error, never an image of garbage.
+    if crc != header.params_crc:
         raise entropy.DesyncError("probability tables differ from the encoder's (parameter CRC "
                                   "mismatch): refusing to decode")
-    y_shape = y_params.means.shape[1:]
-    y_hat = torch.from_numpy(_decode_stream(container.streams[1], y_q)).float().view(1, *y_shape)
-
-    transforms = codec.transforms(device)
-    beta = torch.tensor([header.beta], dtype=torch.float64).float()
-    x_hat = transforms.synthesis(y_hat.to(device), beta.to(device)).cpu()
-    x_hat = x_hat[0, :, :header.height, :header.width].clamp(0, 1)
-    rgb = x_hat.mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-
-    alpha = None
-    if expected_streams == 3:
-        try:  # bounded: a forged stream cannot inflate beyond the declared image size
-            raw = zlib.decompressobj().decompress(container.streams[2], header.height * header.width + 1)
-        except zlib.error:
-            raise fcx.FormatError("alpha stream is corrupt") from None
-        if len(raw) != header.height * header.width:
-            raise fcx.FormatError("alpha stream has the wrong size")
-        alpha = np.frombuffer(raw, dtype=np.uint8).reshape(header.height, header.width).copy()
+    alpha = _decode_alpha(container.streams[-1], header) if has_alpha else None
     return Picture(rgb, alpha, header.layout)
+
+
+def _decode_tile(codec: LoadedCodec, z_stream: bytes, y_stream: bytes, h: int, w: int,
+                 beta: float, device: str):
+    """Mirror of `_encode_tile`: z stream → ẑ → h_s(ẑ) → tables → ŷ → g_s → RGB tile."""
+    stride = codec.model.stride
+    z_shape = torch.Size([1, codec.model.config.hyper_channels, -(-h // stride), -(-w // stride)])
+    z_q = codec.z_tables(z_shape)
+    z_hat = torch.from_numpy(_decode_stream(z_stream, z_q)).double().view(z_shape)
+    y_params = codec.y_params(z_hat, beta)
+    y_q = codec.y_tables(y_params)
+    y_hat = torch.from_numpy(_decode_stream(y_stream, y_q)).float().view(1, *y_params.means.shape[1:])
+
+    beta32 = torch.tensor([beta], dtype=torch.float64).float()
+    x_hat = codec.transforms(device).synthesis(y_hat.to(device), beta32.to(device)).cpu()
+    x_hat = x_hat[0, :, :h, :w].clamp(0, 1)  # NaN from a forged stream also ends up in [0, 1]
+    x_hat = torch.nan_to_num(x_hat, nan=0.0)
+    return x_hat.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy(), y_q
+
+
+def _decode_alpha(stream: bytes, header: fcx.Header) -> np.ndarray:
+    """The lossless alpha plane; bounded so a forged stream cannot inflate past the image size."""
+    size = header.height * header.width
+    try:
+        raw = zlib.decompressobj().decompress(stream, size + 1)
+    except zlib.error:
+        raise fcx.FormatError("alpha stream is corrupt") from None
+    if len(raw) != size:
+        raise fcx.FormatError("alpha stream has the wrong size")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(header.height, header.width).copy()
 
 
 def _decode_stream(stream: bytes, q: entropy.QuantizedMixture) -> np.ndarray:

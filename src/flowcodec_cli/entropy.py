@@ -37,6 +37,7 @@ WEIGHT_TOTAL = 1024                # mixture weights are snapped to multiples of
 CDF_BITS = 16                      # the normal CDF lookup table holds round(2^16 · Φ)
 TAIL_SIGMAS = 4.5                  # Φ(-4.5) · 2^16 < 0.5: beyond this the table is saturated
 WINDOW_HALF_WIDTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+TABLE_BUDGET = 1 << 22             # table entries built at once (bounds memory, ~100 MB)
 ESCAPE_LIMIT = 2**31 - 1           # |value − centre| must stay below this (zigzag in 32 bits)
 
 
@@ -51,9 +52,9 @@ class QuantizedMixture(NamedTuple):
     means: np.ndarray     # int64, in 1/MEAN_STEPS_PER_UNIT units
     scales: np.ndarray    # int64, index into scale_grid()
 
-    def digest(self) -> int:
-        """CRC32 of the snapped parameters: stored by the encoder, checked by the decoder."""
-        crc = 0
+    def digest(self, crc: int = 0) -> int:
+        """CRC32 of the snapped parameters, continuing `crc` (chained over tiles): stored by the
+        encoder, checked by the decoder."""
         for array in self:
             crc = zlib.crc32(np.ascontiguousarray(array, dtype="<i4").tobytes(), crc)
         return crc
@@ -168,6 +169,20 @@ def _tables(q: QuantizedMixture, plan: _Plan, select: np.ndarray, half: int) -> 
     return rows.astype(np.float64)
 
 
+def _groups(plan: _Plan):
+    """(half-width, element indices) in coding order, in chunks of at most TABLE_BUDGET entries.
+
+    Chunking bounds the memory of the tables (any image size costs the same peak) without
+    changing the bitstream: chunks follow the same order, and constriction's queue coder
+    concatenates consecutive encode calls seamlessly.
+    """
+    for half in WINDOW_HALF_WIDTHS:
+        select = np.flatnonzero(plan.half_widths == half)
+        chunk = max(1, TABLE_BUDGET // (2 * half + 2))
+        for start in range(0, select.size, chunk):
+            yield half, select[start:start + chunk]
+
+
 def _zigzag(v: np.ndarray) -> np.ndarray:
     return np.where(v >= 0, 2 * v, -2 * v - 1).astype(np.uint64)
 
@@ -190,10 +205,7 @@ def encode(values: np.ndarray, q: QuantizedMixture) -> bytes:
     plan = _plan(q)
     encoder = constriction.stream.queue.RangeEncoder()
     escaped_positions = []
-    for half in WINDOW_HALF_WIDTHS:
-        select = np.flatnonzero(plan.half_widths == half)
-        if select.size == 0:
-            continue
+    for half, select in _groups(plan):
         offset = values[select] - plan.centres[select]
         escape = np.abs(offset) > half
         symbols = np.where(escape, 2 * half + 1, offset + half).astype(np.int32)
@@ -219,10 +231,7 @@ def decode(data: bytes, q: QuantizedMixture) -> np.ndarray:
     plan = _plan(q)
     values = np.zeros(plan.centres.size, dtype=np.int64)
     escaped_positions = []
-    for half in WINDOW_HALF_WIDTHS:
-        select = np.flatnonzero(plan.half_widths == half)
-        if select.size == 0:
-            continue
+    for half, select in _groups(plan):
         symbols = decoder.decode(_categorical(), _tables(q, plan, select, half)).astype(np.int64)
         values[select] = plan.centres[select] + symbols - half
         escaped_positions.append(select[symbols == 2 * half + 1])

@@ -22,11 +22,13 @@ LAYOUT_NAMES = {LAYOUT_RGB: "RGB", LAYOUT_GRAY: "L", LAYOUT_RGBA: "RGBA", LAYOUT
 
 MAX_DIMENSION = 1 << 16        # per side
 MAX_PIXELS = 1 << 28           # 268 MP: refused before any allocation (cf. Pillow's bomb limit)
-MAX_STREAMS = 16
+MAX_TILES = 4096               # tiles per image (2 streams each)
+MAX_STREAMS = 2 * MAX_TILES + 1
+TILE_MULTIPLE = 64             # tile sides are multiples of the model stride
 DIGEST_BYTES = 16
 
 _FIXED = struct.Struct("<8sBB")          # magic, version, flags
-_BODY = struct.Struct("<16sIIBdIB")      # weights digest, height, width, layout, beta, params crc, streams
+_BODY = struct.Struct("<16sIIBHdIH")     # digest, height, width, layout, tile, beta, params crc, streams
 _LENGTH = struct.Struct("<I")
 
 
@@ -43,7 +45,13 @@ class Header:
     layout: int
     beta: float
     params_crc: int
+    tile: int = 1024
     flags: int = 0
+
+    @property
+    def tile_grid(self) -> tuple[int, int]:
+        """(rows, columns) of tiles covering the image."""
+        return -(-self.height // self.tile), -(-self.width // self.tile)
 
     @property
     def needs_side_info(self) -> bool:
@@ -58,6 +66,7 @@ class Header:
             "width": self.width,
             "layout": LAYOUT_NAMES[self.layout],
             "beta": self.beta,
+            "tile": self.tile,
             "params_crc32": f"{self.params_crc:08x}",
             "side_info_required": self.needs_side_info,
         }
@@ -88,11 +97,17 @@ def pack(container: Container) -> bytes:
         raise ValueError("weights digest must be 16 bytes")
     if len(container.streams) > MAX_STREAMS:
         raise ValueError("too many streams")
+    if h.layout not in LAYOUT_NAMES or h.flags & ~KNOWN_FLAGS:
+        raise ValueError("unknown layout or flags")
+    if not (0 < h.beta < float("inf")):
+        raise ValueError(f"invalid beta {h.beta!r}")
+    if h.tile == 0 or h.tile % TILE_MULTIPLE or h.tile > 0xFFFF:
+        raise ValueError(f"invalid tile size {h.tile}")
     check_dimensions(h.height, h.width)
     parts = [
         _FIXED.pack(MAGIC, VERSION, h.flags),
         bytes([len(model)]), model,
-        _BODY.pack(h.weights_digest, h.height, h.width, h.layout, h.beta, h.params_crc,
+        _BODY.pack(h.weights_digest, h.height, h.width, h.layout, h.tile, h.beta, h.params_crc,
                    len(container.streams)),
     ]
     for stream in container.streams:
@@ -133,16 +148,18 @@ def unpack(data: bytes) -> Container:
         raise FormatError("model id is not ASCII") from None
     if not model:
         raise FormatError("empty model id")
-    digest, height, width, layout, beta, params_crc, count = _BODY.unpack(take(_BODY.size))
+    digest, height, width, layout, tile, beta, params_crc, count = _BODY.unpack(take(_BODY.size))
     if layout not in LAYOUT_NAMES:
         raise FormatError(f"unknown channel layout {layout}")
     if not (beta > 0 and beta < float("inf")):
         raise FormatError(f"invalid beta {beta!r}")
     if count > MAX_STREAMS:
         raise FormatError(f"too many streams ({count})")
+    if tile == 0 or tile % TILE_MULTIPLE:
+        raise FormatError(f"invalid tile size {tile}")
     check_dimensions(height, width)
     streams = [take(_LENGTH.unpack(take(4))[0]) for _ in range(count)]
     if pos != end:
         raise FormatError("trailing bytes after the last stream")
-    header = Header(model, digest, height, width, layout, beta, params_crc, flags)
+    header = Header(model, digest, height, width, layout, beta, params_crc, tile, flags)
     return Container(header, streams)

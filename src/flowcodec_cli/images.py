@@ -8,7 +8,10 @@ The neural codec codes 8-bit RGB. Everything else is mapped onto it, and back on
 | grayscale (L, 1-bit, I;16, I) | RGB (gray replicated), layout "L"     | L (8-bit)           |
 | RGBA, LA, palette + alpha     | RGB lossy + alpha plane lossless      | RGBA / LA           |
 | palette without alpha         | RGB                                   | RGB                 |
-| 16-bit RGB / gray             | rounded to 8 bits                     | 8-bit               |
+| 16-bit gray                   | rounded to 8 bits                     | L (8-bit)           |
+| 16-bit RGB / RGBA             | Pillow keeps the high byte            | 8-bit               |
+| 16-bit gray + alpha           | Pillow opens it as RGBA               | RGBA                |
+| RGB / L with a tRNS colour key| RGBA / LA (key becomes alpha 0)       | RGBA / LA           |
 | CMYK (e.g. CMYK JPEG), YCbCr  | converted to RGB by Pillow            | RGB                 |
 | EXIF orientation tag          | rotated upright first (as viewers do) | upright, no tag     |
 
@@ -57,6 +60,8 @@ def from_pil(im: Image.Image) -> Picture:
     fcx.check_dimensions(im.height, im.width)
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode in ("L", "RGB") and "transparency" in im.info:  # a tRNS colour key
+        im = im.convert("LA" if im.mode == "L" else "RGBA")
     if im.mode in ("PA",):
         im = im.convert("RGBA")
     im = _to_8bit(im)
@@ -88,9 +93,9 @@ def read_image(source: str | Path | bytes) -> Picture:
             raise ImageError("not a recognized image file") from None
         except Image.DecompressionBombError as exc:
             raise ImageError(f"image too large ({exc})") from None
+        except fcx.FormatError as exc:  # our size limit: a property of the input image
+            raise ImageError(str(exc)) from None
         except (OSError, SyntaxError, ValueError) as exc:
-            if isinstance(exc, fcx.FormatError):
-                raise
             raise ImageError(f"cannot read image ({exc})") from None
 
 

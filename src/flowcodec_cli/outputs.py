@@ -55,6 +55,8 @@ def plan_outputs(inputs: list[str], output: str | None, suffix: str,
             raise ValueError("-o - (stdout) takes exactly one input")
         return [(files[0], STDIO)]
     to_dir = output is not None and (many or output.endswith(os.sep) or os.path.isdir(output))
+    if to_dir and os.path.exists(output) and not os.path.isdir(output):
+        raise ValueError(f"-o {output} is a file, but several inputs need a directory")
     pairs: list[tuple[str, str]] = []
     for src in files:
         if src == STDIO:
@@ -71,10 +73,14 @@ def plan_outputs(inputs: list[str], output: str | None, suffix: str,
         else:
             dst = os.path.join(os.path.dirname(src), name)
         pairs.append((src, dst))
-    destinations = [d for _, d in pairs if d != STDIO]
-    duplicates = sorted({d for d in destinations if destinations.count(d) > 1})
-    if duplicates:
-        raise ValueError(f"several inputs would write {duplicates[0]} (same file stem)")
+    seen: dict[str, str] = {}
+    for _, dst in pairs:
+        if dst == STDIO:
+            continue
+        key = os.path.normcase(os.path.realpath(dst))
+        if key in seen:
+            raise ValueError(f"several inputs would write {dst} (same file stem)")
+        seen[key] = dst
     if to_dir:
         os.makedirs(output, exist_ok=True)
     return pairs
@@ -85,6 +91,20 @@ def read_input(src: str) -> bytes:
         return sys.stdin.buffer.read()
     with open(src, "rb") as f:
         return f.read()
+
+
+def _move_no_clobber(tmp: str, dst: str) -> None:
+    """Move into place without ever replacing an existing file."""
+    try:
+        os.link(tmp, dst)  # atomic, and fails if dst exists
+    except FileExistsError:
+        raise OutputExists(dst) from None
+    except OSError:  # filesystems without hard links (FAT, some network mounts)
+        if os.path.lexists(dst):
+            raise OutputExists(dst) from None
+        os.replace(tmp, dst)
+        return
+    os.unlink(tmp)
 
 
 def _umask() -> int:
@@ -104,19 +124,15 @@ def write_atomic(dst: str, data: bytes, force: bool) -> None:
     folder = os.path.dirname(os.path.abspath(dst))
     fd, tmp = tempfile.mkstemp(prefix=".flowcodec-", suffix=".part", dir=folder)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would surprise users
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 would surprise users
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         if force:
             os.replace(tmp, dst)
         else:
-            try:
-                os.link(tmp, dst)
-            except FileExistsError:
-                raise OutputExists(dst) from None
-            os.unlink(tmp)
+            _move_no_clobber(tmp, dst)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

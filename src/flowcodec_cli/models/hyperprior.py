@@ -2,9 +2,9 @@
 
 Data path (Ballé 2018 / Minnen 2018 notation)::
 
-    x ──g_a──► y ──×gain(β)──► round ──► ŷ ─────────────────────┐
-                 │                                              │
-                 └──h_a──► z ──×hgain(β)──► round ──► ẑ          │
+    x ──g_a──► y ──×gain(β)──┬──► round ──► ŷ ──────────────────┐
+                             │                                  │
+                             └──h_a──► z ──×hgain(β)──► round ──► ẑ
                                               │                 │
                            factorized prior ◄─┘                 │
                                               │                 │
@@ -110,9 +110,10 @@ class HyperpriorCodec(nn.Module):
 
     def analysis(self, x: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B,3,H,W) in [0,1], H and W multiples of `stride` -> gained, unrounded (y, z)."""
-        y = self.g_a(x).float()  # under bf16 autocast, latents and rates stay float32
-        z = self.h_a(y).float() * self.hyper_gain(beta).to(y.dtype)
-        return y * self.gain(beta).to(y.dtype), z
+        y = self.g_a(x).float() * self.gain(beta)  # under bf16 autocast, latents stay float32
+        # h_a sees the gained latents, so z carries their β-dependent scale to h_s.
+        z = self.h_a(y).float() * self.hyper_gain(beta)
+        return y, z
 
     def synthesis(self, y_hat: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """Quantized gained latents -> image (B,3,H,W), not clamped."""
