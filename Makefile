@@ -7,7 +7,7 @@ SAMPLE := tests/data/kodim23.png
 DEMO   := build/demo
 KODAK  ?= ../shared/data/kodak
 
-.PHONY: install demo test bench fuzz clean
+.PHONY: install demo test bench fuzz fuzz-short clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,24 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-bench: install
+# bench's extras (matplotlib for rd.png, imagecodecs for JPEG XL); bench skips either if missing.
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PIP) install -q -e '.[test,bench]'
+	touch $@
+
+bench: install $(VENV)/.bench-installed
 	$(VENV)/bin/flowcodec bench $(KODAK) --report-dir docs --cache .bench_cache
+
+FUZZ_PARSER_RUNS  ?= 1000000
+FUZZ_DECODER_RUNS ?= 10000
+
+fuzz: install
+	$(PIP) install -q atheris
+	cd tests/fuzz && ../../$(PY) run_fuzz.py parser -runs=$(FUZZ_PARSER_RUNS) -print_final_stats=1
+	cd tests/fuzz && ../../$(PY) run_fuzz.py decoder -runs=$(FUZZ_DECODER_RUNS) -print_final_stats=1
+
+fuzz-short:
+	$(MAKE) fuzz FUZZ_PARSER_RUNS=20000 FUZZ_DECODER_RUNS=100
 
 clean:
 	rm -rf build .bench_cache

@@ -198,6 +198,45 @@ def info(inputs, as_json):
 
 
 @main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--beta", "betas", default="0.0005,0.005,0.05", show_default=True,
+              help="Comma-separated β values.")
+@click.option("--model", default=None, help="Model name (see `flowcodec models`).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per image and β.")
+def analyze(inputs, betas, model, as_json):
+    """Rate-distortion bound of the latents vs the real rate, and the gap split into
+    quantization, variance-estimation and context (mean prediction) parts."""
+    from . import analysis, images, zoo
+    model = model or zoo.DEFAULT_MODEL
+    try:
+        beta_values = [float(b) for b in betas.split(",")]
+    except ValueError:
+        click.echo(f"flowcodec: --beta: not a list of numbers: {betas}", err=True)
+        sys.exit(EXIT_USAGE)
+    failure_code = EXIT_OK
+    for src in inputs:
+        for beta in beta_values:
+            try:
+                result = analysis.analyze(images.read_image(src), beta, model)
+            except BaseException as exc:  # noqa: BLE001
+                failure = _classify(exc)
+                failure_code = failure_code or failure.code
+                click.echo(f"flowcodec: {src}: {failure}", err=True)
+                break
+            if as_json:
+                click.echo(json.dumps({"image": src, **result}))
+                continue
+            gaps = result["gaps_bpp"]
+            click.echo(
+                f"{src} β={beta:g}: bound {result['bound_bpp']:.4f} bpp, real {result['real_payload_bpp']:.4f}"
+                f" bpp (gap {result['total_gap_bpp']:+.4f}) = quantization {gaps['quantization']:+.4f}"
+                f" + variance estimation {gaps['variance_estimation']:+.4f}"
+                f" + context {gaps['context_mean_prediction']:+.4f}"
+                f" + coding/z {gaps['coding_overhead_and_z']:+.4f}")
+    sys.exit(failure_code)
+
+
+@main.command()
 def models():
     """List the registered models and whether their weights are installed and verified."""
     from . import zoo
@@ -218,6 +257,67 @@ def train(ctx):
     """Train a model (see `flowcodec train --help` for the options of flowcodec_cli.train)."""
     from . import train as training
     training.main(list(ctx.args))
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, dir_okay=True))
+@click.option("--models", default=None,
+              help="Comma-separated model names (default: every registered model).")
+@click.option("--betas", default=None,
+              help="Comma-separated β values (default: 0.0005,0.001,0.002,0.004,0.008,0.014,"
+                   "0.02,0.05).")
+@click.option("--codecs", default=None,
+              help="Comma-separated classical codecs: jpeg420,jpeg444,webp,jpeg2000,avif,jxl "
+                   "(default: all available).")
+@click.option("--no-classical", is_flag=True, help="Benchmark our models only.")
+@click.option("--settings", "setting_overrides", multiple=True, metavar="CODEC=S1,S2,...",
+              help="Settings for one classical codec instead of its default sweep (repeatable).")
+@click.option("--images", type=int, default=None, help="Use only the first N images of DIR.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where our models' transforms run.")
+@click.option("--cache", "cache_dir", default=".bench_cache", show_default=True,
+              help="Folder of per-point results; a rerun reuses them.")
+@click.option("--report-dir", default="bench-results", show_default=True,
+              help="Where results.md, rd.png and bench.json are written.")
+@click.option("--json", "json_path", default=None,
+              help="Path of the JSON report (default: REPORT_DIR/bench.json).")
+@click.option("--threads", type=int, default=None,
+              help="torch.set_num_threads(N) (default: torch's own choice).")
+@click.option("--bd-method", type=click.Choice(["cubic", "pchip"]), default="cubic",
+              show_default=True, help="Curve fit of the Bjøntegaard deltas.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
+def bench(directory, models, betas, codecs, no_classical, setting_overrides, images, device,
+          cache_dir, report_dir, json_path, threads, bd_method, quiet):
+    """Rate-distortion, speed and memory of our models and classical codecs on DIRECTORY's images.
+
+    Writes REPORT_DIR/results.md, REPORT_DIR/rd.png and a JSON report with every point, curve
+    and BD-rate. Unreadable images are reported and skipped (exit code 3 at the end).
+    """
+    from . import bench as benchmark
+    try:
+        result = benchmark.run(
+            directory, models=benchmark.parse_names(models),
+            betas=benchmark.parse_floats(betas, "--betas"),
+            codecs=benchmark.parse_names(codecs), no_classical=no_classical,
+            settings=benchmark.parse_setting_overrides(setting_overrides), images=images,
+            device=device, cache_dir=cache_dir, report_dir=report_dir, json_path=json_path,
+            threads=threads, quiet=quiet, bd_method=bd_method)
+    except benchmark.BenchUsageError as exc:
+        click.echo(f"flowcodec: bench: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except benchmark.NoReadableImages as exc:  # each image was already reported
+        click.echo(f"flowcodec: bench: {directory}: {exc}", err=True)
+        sys.exit(_classify(exc.errors[0][1]).code)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a model that cannot run, etc.
+        failure = _classify(exc)
+        click.echo(f"flowcodec: bench: {failure}", err=True)
+        sys.exit(failure.code)
+    if not quiet:
+        for path in result.written:
+            click.echo(f"wrote {path}", err=True)
+    sys.exit(_classify(result.errors[0][1]).code if result.errors else EXIT_OK)
 
 
 def _plan_or_exit(inputs, output, suffix, accepted, force):

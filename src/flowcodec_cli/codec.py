@@ -260,5 +260,5 @@ def _decode_alpha(stream: bytes, header: fcx.Header) -> np.ndarray:
 def _decode_stream(stream: bytes, q: entropy.QuantizedMixture) -> np.ndarray:
     try:
         return entropy.decode(stream, q)
-    except (ValueError, RuntimeError) as exc:  # constriction reports a broken stream this way
+    except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:  # constriction: broken stream
         raise fcx.FormatError(f"entropy-coded stream is corrupt ({exc})") from None

@@ -1,0 +1,57 @@
+"""Regenerate the golden files: `python tests/golden/make_golden.py` (only when the weights or
+the format change on purpose; the commit must say why).
+
+Each golden `.fcx` is committed with the sha256 of the pixels it must decode to. The test
+(tests/test_golden.py) decodes them on whatever machine runs CI, so a decoder that rebuilds other
+tables, or a transform that rounds differently, is caught on the machine where it happens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from flowcodec_cli import codec, fcx, images
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "data"
+
+
+def cases() -> dict[str, tuple[images.Picture, float]]:
+    parrots = images.read_image(DATA / "parrots_256x192.png")
+    rng = np.random.default_rng(2026)
+    yy, xx = np.mgrid[0:37, 0:53]
+    smooth = np.stack([xx * 4, yy * 6, (xx + yy) * 2], axis=2).astype(np.uint8)
+    alpha = (rng.random((37, 53)) * 255).astype(np.uint8)
+    return {
+        "parrots_b0.0005": (parrots, 0.0005),
+        "parrots_b0.02": (parrots, 0.02),
+        "gradient_rgba_b0.005": (images.Picture(smooth, alpha, fcx.LAYOUT_RGBA), 0.005),
+        "parrots_tiled64_b0.005": (parrots, 0.005),
+    }
+
+
+def pixel_digest(picture: images.Picture) -> str:
+    digest = hashlib.sha256(picture.rgb.tobytes())
+    if picture.alpha is not None:
+        digest.update(picture.alpha.tobytes())
+    return digest.hexdigest()
+
+
+def main() -> None:
+    manifest = {}
+    for name, (picture, beta) in cases().items():
+        tile = 64 if "tiled64" in name else codec.DEFAULT_TILE
+        data, _ = codec.encode(picture, beta, tile=tile)
+        (HERE / f"{name}.fcx").write_bytes(data)
+        manifest[name] = {"fcx_sha256": hashlib.sha256(data).hexdigest(),
+                          "decoded_sha256": pixel_digest(codec.decode(data))}
+    (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(json.dumps(manifest, indent=2))
+
+
+if __name__ == "__main__":
+    main()

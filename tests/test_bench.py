@@ -1,0 +1,209 @@
+"""`flowcodec bench` on one small image: report structure, rates, cache, reports, exit codes.
+
+One real run (2 β of our model, WebP at 2 settings, the 256x192 parrots image) is shared by the
+module; every later run reads its points from the cache, so the whole file stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from flowcodec_cli import bench, cli, codec, zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+PARROTS = ROOT / "tests" / "data" / "parrots_256x192.png"
+BETAS = (0.004, 0.02)
+WEBP = (5.0, 60.0)
+
+
+def bench_kwargs(tmp: Path, **extra) -> dict:
+    kwargs = dict(models=["hyperprior"], betas=BETAS, codecs=["webp"],
+                  settings={"webp": WEBP}, cache_dir=tmp / "cache",
+                  report_dir=tmp / "report", quiet=True)
+    kwargs.update(extra)
+    return kwargs
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    images = tmp / "images"
+    images.mkdir()
+    shutil.copy(PARROTS, images / PARROTS.name)
+    result = bench.run(images, **bench_kwargs(tmp))
+    return tmp, images, result
+
+
+def test_json_structure(work):
+    tmp, _, result = work
+    assert not result.errors
+    doc = json.loads((tmp / "report" / "bench.json").read_text())
+    assert doc == json.loads(json.dumps(result.document))
+    assert doc["format"] == bench.FORMAT
+    for key in ("format", "environment", "config", "images", "points", "curves", "bd", "errors"):
+        assert key in doc
+    env = doc["environment"]
+    for key in ("torch", "torch_threads", "cpu", "date", "git"):
+        assert key in env
+    assert doc["images"][0]["name"] == PARROTS.name and len(doc["images"][0]["sha256"]) == 64
+    assert doc["config"]["jobs"] == 4 and doc["config"]["jobs_run"] == 4
+
+    assert set(doc["curves"]) == {"hyperprior", "webp"}
+    model = doc["curves"]["hyperprior"]
+    assert sorted(r["setting"] for r in model["points"]) == sorted(BETAS)
+    assert model["bpp"] == sorted(model["bpp"])
+    assert sorted(r["setting"] for r in doc["curves"]["webp"]["points"]) == sorted(WEBP)
+    for curve in doc["curves"].values():
+        for row in curve["points"]:
+            assert row["bpp"] > 0 and row["psnr"] > 0 and 0 < row["ms_ssim"] <= 1
+        assert curve["speed"]["peak_rss_mib"] > 0
+
+    points = doc["points"]
+    assert len(points) == 4
+    for p in points:
+        for key in ("codec", "setting", "image", "bpp_file", "psnr", "ms_ssim", "encode_s",
+                    "decode_s", "encode_mp_s", "decode_mp_s", "warmup", "rss_after_mib"):
+            assert key in p, key
+    for name in ("hyperprior", "webp"):
+        assert sum(p["warmup"] for p in points if p["codec"] == name) == 1
+    for p in (p for p in points if p["kind"] == "model"):
+        assert p["bpp_file"] >= p["bpp_payload"] > 0
+        assert p["bpp_estimated"] > 0
+        assert p["payload_over_estimate"] == pytest.approx(p["payload_bits"] / p["estimated_bits"])
+        assert p["bytes"] * 8 == pytest.approx(p["bpp_file"] * p["width"] * p["height"])
+
+
+def test_bd_against_every_reference(work):
+    _, _, result = work
+    doc = result.document
+    refs = {(e["reference_group"], e["reference"]) for e in doc["bd"]}
+    assert ("measured in this run", "webp") in refs
+    for key in ("vtm", "bpg444", "av1", "jpeg", "webp", "bmshj2018-hyperprior"):
+        assert ("published", key) in refs
+    for entry in doc["bd"]:
+        assert entry["curve"] == "hyperprior"
+        for metric in ("psnr", "ms_ssim_db"):
+            bd = entry[metric]
+            assert {"bd_rate_pct", "bd_quality_db", "method"} <= set(bd)
+            if bd["method"] is not None:
+                assert bd["method"] == "pchip"  # 2 points: too few for the cubic fit
+
+
+def test_bd_pair_uses_cubic_with_enough_points():
+    ref = [(0.25, 30.0), (0.5, 33.0), (1.0, 36.0), (2.0, 39.0)]
+    half = [(b / 2, q) for b, q in ref]
+    result = bench.bd_pair(half, ref, "cubic")
+    assert result["method"] == "cubic"
+    assert result["bd_rate_pct"] == pytest.approx(-50.0)
+    assert bench.bd_pair(half[:2], ref, "cubic")["method"] == "pchip"
+    assert bench.bd_pair(None, ref, "cubic")["bd_rate_pct"] is None
+
+
+def test_reports_written(work):
+    tmp, _, result = work
+    md = (tmp / "report" / "results.md").read_text()
+    for text in ("## Rate-distortion", "## Bjøntegaard deltas", "## Speed and memory",
+                 "payload vs estimate: hyperprior β=0.004", "VTM", "peak RSS"):
+        assert text in md, text
+    png = tmp / "report" / "rd.png"
+    if importlib.util.find_spec("matplotlib") is None:
+        assert png not in result.written
+    else:
+        assert png in result.written
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cache_skips_encoding(work, monkeypatch):
+    tmp, images, first = work
+    calls = {"model": 0, "classical": 0}
+    real_encode, real_classical = codec.encode, bench.measure_classical
+
+    def counting_encode(*args, **kwargs):
+        calls["model"] += 1
+        return real_encode(*args, **kwargs)
+
+    def counting_classical(*args, **kwargs):
+        calls["classical"] += 1
+        return real_classical(*args, **kwargs)
+
+    monkeypatch.setattr(codec, "encode", counting_encode)
+    monkeypatch.setattr(bench, "measure_classical", counting_classical)
+    again = bench.run(images, **bench_kwargs(tmp, report_dir=tmp / "report2"))
+    assert calls == {"model": 0, "classical": 0}
+    assert again.document["config"]["jobs_cached"] == 4
+    assert again.document["curves"]["hyperprior"]["points"] == \
+        first.document["curves"]["hyperprior"]["points"]
+
+    # A new β is not in the cache: exactly that one image is encoded.
+    bench.run(images, **bench_kwargs(tmp, betas=BETAS + (0.01,), report_dir=tmp / "report3"))
+    assert calls == {"model": 1, "classical": 0}
+
+
+def test_other_weights_get_other_cache_entries(monkeypatch):
+    entry = zoo.REGISTRY["hyperprior"]
+    original = bench.plan_models(["hyperprior"], BETAS, "cpu")[0]
+    other_sha = "0" * 64
+    monkeypatch.setattr(zoo, "sha256_file", lambda path: other_sha)
+    monkeypatch.setitem(zoo.REGISTRY, "hyperprior", dataclasses.replace(entry, sha256=other_sha))
+    changed = bench.plan_models(["hyperprior"], BETAS, "cpu")[0]
+    assert changed.cache_id != original.cache_id
+    assert other_sha[:16] in changed.cache_id
+
+
+def test_cli_skips_unreadable_image(work, tmp_path):
+    tmp, images, _ = work
+    mixed = tmp_path / "images"
+    shutil.copytree(images, mixed)
+    (mixed / "broken.png").write_bytes(b"not an image at all")
+    report = tmp_path / "report"
+    result = CliRunner().invoke(cli.main, [
+        "bench", str(mixed), "--models", "hyperprior", "--betas", ",".join(map(str, BETAS)),
+        "--codecs", "webp", "--settings", "webp=5,60", "--cache", str(tmp / "cache"),
+        "--report-dir", str(report), "--json", str(tmp_path / "out.json"), "-q"])
+    assert result.exit_code == cli.EXIT_INPUT, (result.output, result.exception)
+    assert "broken.png" in result.stderr
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert [im["name"] for im in doc["images"]] == [PARROTS.name]
+    assert doc["config"]["jobs_cached"] == 4
+    assert (report / "results.md").is_file()
+
+
+@pytest.mark.parametrize("args", [
+    ["--models", "no-such-model"],
+    ["--betas", "0.00001"],          # outside the model's β range
+    ["--betas", "abc"],
+    ["--codecs", "no-such-codec"],
+    ["--codecs", "webp", "--no-classical"],
+    ["--codecs", "webp", "--settings", "jpeg420=50"],
+    ["--images", "0"],
+    ["--threads", "0"],
+])
+def test_usage_errors_exit_2(args, tmp_path):
+    shutil.copy(PARROTS, tmp_path / PARROTS.name)
+    result = CliRunner().invoke(cli.main, ["bench", str(tmp_path), "--cache",
+                                           str(tmp_path / "c"), "--report-dir",
+                                           str(tmp_path / "r"), "-q", *args])
+    assert result.exit_code == cli.EXIT_USAGE, (result.output, result.exception)
+    assert result.stderr.startswith("flowcodec: ")
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_directory_without_images_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli.main, ["bench", str(tmp_path), "-q"])
+    assert result.exit_code == cli.EXIT_USAGE
+    missing = CliRunner().invoke(cli.main, ["bench", str(tmp_path / "nope"), "-q"])
+    assert missing.exit_code == cli.EXIT_USAGE
+
+
+def test_default_betas():
+    betas = bench.DEFAULT_BETAS
+    assert len(betas) == 8 and list(betas) == sorted(betas)
+    assert {0.0005, 0.02, 0.05} <= set(betas)

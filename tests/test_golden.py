@@ -1,0 +1,32 @@
+"""Golden files: committed .fcx files must decode to committed pixel digests on any machine, and
+today's encoder must still write them byte for byte (made by tests/golden/make_golden.py)."""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowcodec_cli import codec
+
+GOLDEN = Path(__file__).parent / "golden"
+sys.path.insert(0, str(GOLDEN))
+import make_golden  # noqa: E402
+
+MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_golden_file_decodes_to_committed_pixels(name):
+    data = (GOLDEN / f"{name}.fcx").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == MANIFEST[name]["fcx_sha256"]
+    assert make_golden.pixel_digest(codec.decode(data)) == MANIFEST[name]["decoded_sha256"]
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_encoder_reproduces_golden_file(name):
+    picture, beta = make_golden.cases()[name]
+    tile = 64 if "tiled64" in name else codec.DEFAULT_TILE
+    data, _ = codec.encode(picture, beta, tile=tile)
+    assert hashlib.sha256(data).hexdigest() == MANIFEST[name]["fcx_sha256"]
