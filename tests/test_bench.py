@@ -26,7 +26,7 @@ WEBP = (5.0, 60.0)
 def bench_kwargs(tmp: Path, **extra) -> dict:
     kwargs = dict(models=["hyperprior"], betas=BETAS, codecs=["webp"],
                   settings={"webp": WEBP}, cache_dir=tmp / "cache",
-                  report_dir=tmp / "report", quiet=True)
+                  report_dir=tmp / "report", quiet=True, analysis_images=0)
     kwargs.update(extra)
     return kwargs
 
@@ -37,7 +37,7 @@ def work(tmp_path_factory):
     images = tmp / "images"
     images.mkdir()
     shutil.copy(PARROTS, images / PARROTS.name)
-    result = bench.run(images, **bench_kwargs(tmp))
+    result = bench.run(images, **bench_kwargs(tmp, analysis_images=1))
     return tmp, images, result
 
 
@@ -54,6 +54,9 @@ def test_json_structure(work):
         assert key in env
     assert doc["images"][0]["name"] == PARROTS.name and len(doc["images"][0]["sha256"]) == 64
     assert doc["config"]["jobs"] == 4 and doc["config"]["jobs_run"] == 4
+
+    assert [a["beta"] for a in doc["bound_analysis"]] == list(BETAS)  # re-encodes: not cached
+    assert doc["invertibility"] == []  # only invertible models (the flow codec) get a figure
 
     assert set(doc["curves"]) == {"hyperprior", "webp"}
     model = doc["curves"]["hyperprior"]
@@ -207,3 +210,11 @@ def test_default_betas():
     betas = bench.DEFAULT_BETAS
     assert len(betas) == 8 and list(betas) == sorted(betas)
     assert {0.0005, 0.02, 0.05} <= set(betas)
+
+
+def test_default_betas_follow_each_models_range():
+    flow = bench.default_betas({"beta_min": 0.0001, "beta_max": 0.05})
+    assert flow[0] == 0.0001 and flow[-1] == 0.05 and list(flow) == sorted(set(flow))
+    assert set(bench.DEFAULT_BETAS) <= set(flow)
+    narrow = bench.default_betas({"beta_min": 0.001, "beta_max": 0.02})
+    assert narrow == tuple(b for b in bench.DEFAULT_BETAS if 0.001 <= b <= 0.02)

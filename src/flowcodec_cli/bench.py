@@ -33,7 +33,13 @@ falls back to pchip, and the method actually used is recorded with every figure.
 
 Default β sweep (`DEFAULT_BETAS`): 8 values covering [0.0005, 0.05], about evenly spaced in
 log β (doubling steps up to 0.008, then 0.014, 0.02 and 0.05), with 0.0005, 0.02 and 0.05
-included exactly; all lie inside the shipped model's training range [0.0003, 0.08].
+included exactly. Each model gets the part inside its range, extended down to its own smallest
+β when that is below 0.0005 (`default_betas`: the hyperprior adds 0.0003, the flow codec
+0.0001 and 0.00025). `--betas`
+replaces the sweep for every model.
+
+Invertible models (the flow codec) also get `invertibility`: max |synthesis(analysis(x)) − x|
+without quantization on every image.
 
 Cache: one small JSON per (codec, setting, image) in `--cache DIR`, named by the codec's id (a
 model's id includes the sha256 of its weights file and the device; a classical codec's id
@@ -217,7 +223,7 @@ def _library_versions() -> dict[str, str | None]:
     return versions
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -255,7 +261,7 @@ def environment(device: str, threads: int | None) -> dict:
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
@@ -306,7 +312,19 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def plan_models(names: list[str], betas: tuple[float, ...], device: str) -> list[Codec]:
+def default_betas(config: dict) -> tuple[float, ...]:
+    """A model's default sweep: DEFAULT_BETAS inside its range, extended down to its smallest β
+    (in factor-2 steps) when the model reaches below 0.0005 (the flow codec's high-fidelity end)."""
+    lo, hi = config.get("beta_min", DEFAULT_BETAS[0]), config.get("beta_max", DEFAULT_BETAS[-1])
+    extra, beta = [lo], DEFAULT_BETAS[0] / 2
+    while beta > lo * 1.5:
+        extra.append(beta)
+        beta /= 2
+    return tuple(sorted(b for b in {*extra, *DEFAULT_BETAS} if lo <= b <= hi))
+
+
+def plan_models(names: list[str], betas: tuple[float, ...] | None, device: str) -> list[Codec]:
+    """One Codec per model name; `betas` None means each model's `default_betas`."""
     codecs = []
     for name in names:
         if name not in zoo.REGISTRY:
@@ -322,14 +340,15 @@ def plan_models(names: list[str], betas: tuple[float, ...], device: str) -> list
                                    f"(expected {entry.sha256[:12]}…, found {sha[:12]}…)")
         config = _model_config(path)
         lo, hi = config.get("beta_min"), config.get("beta_max")
-        for beta in betas:
+        sweep = default_betas(config) if betas is None else betas
+        for beta in sweep:
             if lo is not None and hi is not None and not lo <= beta <= hi:
                 raise BenchUsageError(f"--betas: {beta:g} is outside model {name!r}'s range "
                                       f"[{lo:g}, {hi:g}]")
         codecs.append(Codec(key=name, kind="model",
                             description=f"{name} ({entry.architecture}), weights {entry.file} "
                                         f"sha256 {sha[:12]}…",
-                            settings=tuple(betas), setting_kind="beta",
+                            settings=tuple(sweep), setting_kind="beta",
                             cache_id=f"v{CACHE_VERSION}-model-{name}-{sha[:16]}-{device}",
                             weights_sha256=sha))
     return codecs
@@ -587,7 +606,7 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
         settings: dict[str, tuple[float, ...]] | None = None, images: int | None = None,
         device: str = "cpu", cache_dir=DEFAULT_CACHE, report_dir=DEFAULT_REPORT_DIR,
         json_path=None, threads: int | None = None, quiet: bool = False,
-        bd_method: str = "cubic") -> BenchResult:
+        bd_method: str = "cubic", analysis_images: int = 2) -> BenchResult:
     """Run the benchmark and write bench.json, results.md and rd.png. See the module docstring.
 
     Raises BenchUsageError for bad options, zoo.WeightsError / codec.CodecError when a model
@@ -606,10 +625,10 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
         raise BenchUsageError(f"--bd-method must be cubic or pchip, not {bd_method!r}")
     if device not in ("cpu", "cuda"):
         raise BenchUsageError(f"--device must be cpu or cuda, not {device!r}")
-    betas = tuple(DEFAULT_BETAS if betas is None else betas)
-    if any(b <= 0 for b in betas):
-        raise BenchUsageError("--betas must be positive")
-    betas = tuple(dict.fromkeys(betas))
+    if betas is not None:
+        if any(b <= 0 for b in betas):
+            raise BenchUsageError("--betas must be positive")
+        betas = tuple(dict.fromkeys(betas))
     models = list(zoo.REGISTRY) if models is None else list(models)
     classical_names = [] if no_classical else (
         [c.name for c in classical.CODECS] if codecs is None else list(codecs))
@@ -699,7 +718,7 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
             "directory": str(directory),
             "images": len(bench_images),
             "models": [c.key for c in planned_models],
-            "betas": list(betas),
+            "betas": {c.key: list(c.settings) for c in planned_models},
             "classical": {c.key: {"settings": list(c.settings), "setting_kind": c.setting_kind,
                                   "description": c.description} for c in planned_classical},
             "skipped_classical": [n for n in classical_names
@@ -716,11 +735,51 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
         "points": points,
         "curves": curves,
         "bd": bd_figures(curves, bd_method),
+        "bound_analysis": bound_analysis(planned_models, bench_images[:analysis_images], quiet),
+        "invertibility": invertibility(planned_models, bench_images),
         "errors": [f"{what}: {_describe(exc)}" for what, exc in errors],
     }
     written = write_reports(document, Path(report_dir),
                             Path(json_path) if json_path else None)
     return BenchResult(document, written, errors)
+
+
+def bound_analysis(planned_models: list, bench_images: list, quiet: bool) -> list[dict]:
+    """`analysis.analyze` for every model and β, averaged over the given images."""
+    from . import analysis
+    from .images import Picture
+    from . import fcx
+    results = []
+    for codec in planned_models:
+        for beta in codec.settings:
+            rows = [analysis.analyze(Picture(im.rgb, None, fcx.LAYOUT_RGB), beta, codec.key)
+                    for im in bench_images]
+            if not rows:
+                continue
+            mean = {key: sum(r[key] for r in rows) / len(rows)
+                    for key, value in rows[0].items() if isinstance(value, float)}
+            mean["gaps_bpp"] = {k: sum(r["gaps_bpp"][k] for r in rows) / len(rows)
+                                for k in rows[0]["gaps_bpp"]}
+            results.append({"model": codec.key, "images": len(rows), **mean, "beta": beta})
+    return results
+
+
+def invertibility(planned_models: list, bench_images: list) -> list[dict]:
+    """For invertible models (the flow codec): max |synthesis(analysis(x)) − x| without
+    quantization, pixels in [0, 1], float32, on every image, at the model's smallest and largest
+    bench β."""
+    from . import codec as neural
+    results = []
+    for planned in planned_models:
+        loaded = neural.LoadedCodec.get(planned.key)
+        if not getattr(loaded.model, "invertible", False):
+            continue
+        for beta in (min(planned.settings), max(planned.settings)):
+            errors = {im.name: neural.unquantized_roundtrip_error(loaded, im.rgb, beta)
+                      for im in bench_images}
+            results.append({"model": planned.key, "beta": beta, "images": len(errors),
+                            "max_abs_error": max(errors.values()), "per_image": errors})
+    return results
 
 
 class NoReadableImages(Exception):
@@ -883,6 +942,31 @@ def markdown(doc: dict) -> str:
                            f"{_fmt(r['payload_over_estimate'], 4)}; file {_fmt(r['bpp'], 4)} bpp "
                            f"(container {_fmt(r['container_bytes'], 1)} bytes/image)")
         out.append("")
+
+    if doc.get("bound_analysis"):
+        out += ["## Rate-distortion bound of the latents", "",
+                "Gaussian reverse water-filling bound from the latents' second moments at the "
+                "latent distortion that rounding causes, the real payload beside it, and the gap "
+                "split into its parts (bpp; negative = a saving; see `flowcodec analyze` and "
+                "`analysis.py`). Means over the first "
+                f"{_count(doc['bound_analysis'][0]['images'], 'image')}.", ""]
+        rows = [[a["model"], f"{a['beta']:g}", _fmt(a["bound_bpp"], 4),
+                 _fmt(a["real_payload_bpp"], 4), _fmt(a["total_gap_bpp"], 4, True),
+                 _fmt(a["gaps_bpp"]["quantization"], 4, True),
+                 _fmt(a["gaps_bpp"]["variance_estimation"], 4, True),
+                 _fmt(a["gaps_bpp"]["context_mean_prediction"], 4, True),
+                 _fmt(a["gaps_bpp"]["coding_overhead_and_z"], 4, True)]
+                for a in doc["bound_analysis"]]
+        out += [_table(["model", "β", "bound", "real", "gap", "quantization",
+                        "variance estimation", "context (mean)", "coding + z"], rows), ""]
+
+    if doc.get("invertibility"):
+        out += ["## Invertibility without quantization", "",
+                "max |synthesis(analysis(x)) − x| (pixels in [0, 1], float32, latents not "
+                "rounded) over every image: the error of the transform itself.", ""]
+        rows = [[a["model"], f"{a['beta']:g}", str(a["images"]), f"{a['max_abs_error']:.2e}"]
+                for a in doc["invertibility"]]
+        out += [_table(["model", "β", "images", "max abs error"], rows), ""]
 
     out += ["## Sources", "",
             anchors.load()["published"]["source"], ""]

@@ -285,9 +285,11 @@ def train(ctx):
               help="torch.set_num_threads(N) (default: torch's own choice).")
 @click.option("--bd-method", type=click.Choice(["cubic", "pchip"]), default="cubic",
               show_default=True, help="Curve fit of the Bjøntegaard deltas.")
+@click.option("--analysis-images", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Images (the first N) for the rate-distortion bound analysis section.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
 def bench(directory, models, betas, codecs, no_classical, setting_overrides, images, device,
-          cache_dir, report_dir, json_path, threads, bd_method, quiet):
+          cache_dir, report_dir, json_path, threads, bd_method, analysis_images, quiet):
     """Rate-distortion, speed and memory of our models and classical codecs on DIRECTORY's images.
 
     Writes REPORT_DIR/results.md, REPORT_DIR/rd.png and a JSON report with every point, curve
@@ -301,7 +303,7 @@ def bench(directory, models, betas, codecs, no_classical, setting_overrides, ima
             codecs=benchmark.parse_names(codecs), no_classical=no_classical,
             settings=benchmark.parse_setting_overrides(setting_overrides), images=images,
             device=device, cache_dir=cache_dir, report_dir=report_dir, json_path=json_path,
-            threads=threads, quiet=quiet, bd_method=bd_method)
+            threads=threads, quiet=quiet, bd_method=bd_method, analysis_images=analysis_images)
     except benchmark.BenchUsageError as exc:
         click.echo(f"flowcodec: bench: {exc}", err=True)
         sys.exit(EXIT_USAGE)

@@ -96,7 +96,7 @@ class LoadedCodec:
         """Float64 mixture parameters of ŷ, each (K, C, H, W), from integer ẑ (1, C, H, W)."""
         beta64 = torch.tensor([beta], dtype=torch.float64)
         raw = self.h_s64(z_hat.double() / self.hyper_gain64(beta64))
-        params = mixture.split_params(raw, self.model.config.latent_channels)
+        params = self.model.split(raw)
         return mixture.MixtureParams(*(p[0] for p in params))
 
     @staticmethod
@@ -170,10 +170,28 @@ def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL,
     return fcx.pack(fcx.Container(header, streams)), EncodeStats(estimate, payload)
 
 
+def _image_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:
+    """uint8 (H, W, 3) → float32 (1, 3, H', W') in [0, 1], padded to multiples of `stride`."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    return _pad(x, stride)
+
+
+@_deterministic
+def unquantized_roundtrip_error(codec: LoadedCodec, rgb: np.ndarray, beta: float) -> float:
+    """max |synthesis(analysis(x)) − x| over the image's pixels in [0, 1], float32, with the
+    rounding of the latents left out: what an invertible transform loses by itself."""
+    model = codec.model
+    height, width = rgb.shape[:2]
+    x = _image_tensor(rgb, model.stride)
+    beta_t = torch.tensor([beta])
+    y, _ = model.analysis(x, beta_t)
+    x_back = model.synthesis(y, beta_t)
+    return float((x_back - x)[..., :height, :width].abs().max())
+
+
 def _encode_tile(codec: LoadedCodec, rgb: np.ndarray, beta: float, device: str):
     """One tile: image → g_a → (y, z) → z stream, h_s(ẑ) → tables → y stream."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-    x = _pad(x, codec.model.stride)
+    x = _image_tensor(rgb, codec.model.stride)
     y, z = codec.transforms(device).analysis(x.to(device), torch.tensor([beta], device=device))
     y_hat, z_hat = torch.round(y.cpu())[0], torch.round(z.cpu())
 
@@ -214,35 +232,49 @@ def decode(data: bytes, side_info: Picture | None = None, device: str = "cpu") -
 
     rgb = np.empty((header.height, header.width, 3), dtype=np.uint8)
     crc = 0
+    broken: fcx.FormatError | None = None
     for index, (top, left, h, w) in enumerate(_tiles(header)):
         z_stream, y_stream = container.streams[2 * index:2 * index + 2]
-        rgb[top:top + h, left:left + w], y_q = _decode_tile(codec, z_stream, y_stream, h, w,
-                                                             header.beta, device)
+        y_params, y_q = _tile_tables(codec, z_stream, h, w, header.beta)
         crc = y_q.digest(crc)
+        if broken is None:
+            try:
+                rgb[top:top + h, left:left + w] = _decode_tile(codec, y_stream, y_params, y_q, h, w,
+                                                               header.beta, device)
+            except fcx.FormatError as exc:
+                # Keep chaining the parameter CRC: wrong tables also break the range decoder,
+                # and then the right diagnosis is the desync, not a corrupt stream.
+                broken = exc
     # Checked before anything is returned: a desync yields an error, never an image of garbage.
     if crc != header.params_crc:
         raise entropy.DesyncError("probability tables differ from the encoder's (parameter CRC "
                                   "mismatch): refusing to decode")
+    if broken is not None:
+        raise broken
     alpha = _decode_alpha(container.streams[-1], header) if has_alpha else None
     return Picture(rgb, alpha, header.layout)
 
 
-def _decode_tile(codec: LoadedCodec, z_stream: bytes, y_stream: bytes, h: int, w: int,
-                 beta: float, device: str):
-    """Mirror of `_encode_tile`: z stream → ẑ → h_s(ẑ) → tables → ŷ → g_s → RGB tile."""
+def _tile_tables(codec: LoadedCodec, z_stream: bytes, h: int, w: int, beta: float):
+    """Mirror of the first half of `_encode_tile`: z stream → ẑ → h_s(ẑ) → y tables."""
     stride = codec.model.stride
     z_shape = torch.Size([1, codec.model.config.hyper_channels, -(-h // stride), -(-w // stride)])
     z_q = codec.z_tables(z_shape)
     z_hat = torch.from_numpy(_decode_stream(z_stream, z_q)).double().view(z_shape)
     y_params = codec.y_params(z_hat, beta)
-    y_q = codec.y_tables(y_params)
+    return y_params, codec.y_tables(y_params)
+
+
+def _decode_tile(codec: LoadedCodec, y_stream: bytes, y_params: mixture.MixtureParams,
+                 y_q: entropy.QuantizedMixture, h: int, w: int, beta: float, device: str):
+    """The second half: y stream → ŷ → synthesis → RGB tile (h, w, 3) uint8."""
     y_hat = torch.from_numpy(_decode_stream(y_stream, y_q)).float().view(1, *y_params.means.shape[1:])
 
     beta32 = torch.tensor([beta], dtype=torch.float64).float()
     x_hat = codec.transforms(device).synthesis(y_hat.to(device), beta32.to(device)).cpu()
     x_hat = x_hat[0, :, :h, :w].clamp(0, 1)  # NaN from a forged stream also ends up in [0, 1]
     x_hat = torch.nan_to_num(x_hat, nan=0.0)
-    return x_hat.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy(), y_q
+    return x_hat.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def _decode_alpha(stream: bytes, header: fcx.Header) -> np.ndarray:

@@ -37,6 +37,7 @@ WEIGHT_TOTAL = 1024                # mixture weights are snapped to multiples of
 CDF_BITS = 16                      # the normal CDF lookup table holds round(2^16 · Φ)
 TAIL_SIGMAS = 4.5                  # Φ(-4.5) · 2^16 < 0.5: beyond this the table is saturated
 WINDOW_HALF_WIDTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+MEAN_LIMIT = float(1 << 20)        # |mean| clamp (only reachable with forged input)
 TABLE_BUDGET = 1 << 22             # table entries built at once (bounds memory, ~100 MB)
 ESCAPE_LIMIT = 2**31 - 1           # |value − centre| must stay below this (zigzag in 32 bits)
 
@@ -75,12 +76,12 @@ def _max_offset() -> int:
 def cdf_lut() -> np.ndarray:
     """round(2^CDF_BITS · Φ(j / (16 σ_s))) for every scale level s and offset j in [-J, J].
 
-    Shape (SCALE_LEVELS, 2J+1), int64. Built with `math.erfc` (scalar libm, the same on every
+    Shape (SCALE_LEVELS, 2J+1), int32 (values ≤ 2^16). Built with `math.erfc` (scalar libm, the same on every
     x86-64 and ARM machine we know of) and verified by `lut_digest()` in the test-suite.
     """
     limit = _max_offset()
     one = 1 << CDF_BITS
-    table = np.full((SCALE_LEVELS, 2 * limit + 1), one, dtype=np.int64)
+    table = np.full((SCALE_LEVELS, 2 * limit + 1), one, dtype=np.int32)
     for s, sigma in enumerate(scale_grid()):
         # Only the unsaturated part needs erfc; the lower half is defined by symmetry,
         # T(-j) = 2^16 - T(j), which keeps the table exactly antisymmetric.
@@ -93,7 +94,7 @@ def cdf_lut() -> np.ndarray:
 
 
 def lut_digest() -> str:
-    return hashlib.sha256(cdf_lut().tobytes()).hexdigest()
+    return hashlib.sha256(cdf_lut().astype("<i8").tobytes()).hexdigest()
 
 
 def quantize_params(logits: np.ndarray, means: np.ndarray, scales: np.ndarray) -> QuantizedMixture:
@@ -104,6 +105,11 @@ def quantize_params(logits: np.ndarray, means: np.ndarray, scales: np.ndarray) -
     relative and practically never moves a value across a grid boundary. If it ever does, the
     parameter digest catches it.
     """
+    # Only a forged or corrupt file can make the network emit non-finite or absurd values; they
+    # are mapped into range so the tables stay well-defined (the parameter CRC then fails).
+    logits = np.nan_to_num(logits, nan=0.0, posinf=MEAN_LIMIT, neginf=-MEAN_LIMIT)
+    means = np.clip(np.nan_to_num(means, nan=0.0), -MEAN_LIMIT, MEAN_LIMIT)
+    scales = np.nan_to_num(scales, nan=mixture.SCALE_MAX)
     logits = logits - logits.max(axis=0, keepdims=True)
     weights = np.exp(logits)
     weights /= weights.sum(axis=0, keepdims=True)
@@ -154,17 +160,18 @@ def _tables(q: QuantizedMixture, plan: _Plan, select: np.ndarray, half: int) -> 
     # Bin boundaries of the window (in 1/16 units): centre - half - 1/2 ... centre + half + 1/2.
     bounds = (plan.centres[select, None] + np.arange(-half, half + 2)[None, :]) * steps - steps // 2
     bounds = bounds.astype(np.int32)
-    counts = np.zeros((select.size, 2 * half + 1), dtype=np.int64)
-    inside = np.zeros(select.size, dtype=np.int64)
+    # int32 is exact here: weights ≤ 2^10 times CDF differences ≤ 2^16, summed over K = 3.
+    counts = np.zeros((select.size, 2 * half + 1), dtype=np.int32)
+    inside = np.zeros(select.size, dtype=np.int32)
     for k in range(q.weights.shape[0]):
-        w = q.weights[k, select]
+        w = q.weights[k, select].astype(np.int32)
         offsets = bounds - q.means[k, select, None].astype(np.int32)
         np.clip(offsets, -limit, limit, out=offsets)
         offsets += (q.scales[k, select, None] * row + limit).astype(np.int32)
         cdf = lut[offsets]
         counts += w[:, None] * (cdf[:, 1:] - cdf[:, :-1])
         inside += w * (cdf[:, -1] - cdf[:, 0])
-    escape = q.weights.sum(axis=0)[select] * (1 << CDF_BITS) - inside
+    escape = q.weights.sum(axis=0)[select].astype(np.int32) * (1 << CDF_BITS) - inside
     rows = np.concatenate([counts, escape[:, None]], axis=1) + 1
     return rows.astype(np.float64)
 

@@ -27,14 +27,14 @@ class MixtureParams(NamedTuple):
     scales: torch.Tensor
 
 
-def split_params(raw: torch.Tensor, channels: int) -> MixtureParams:
-    """Split a network output of 3*K*C channels into mixture parameters.
+def split_params(raw: torch.Tensor, channels: int, components: int = COMPONENTS) -> MixtureParams:
+    """Split a network output of 3*K*C channels into mixture parameters (K = `components`).
 
     raw: (B, 3*K*C, H, W) -> logits, means, scales, each (B, K, C, H, W).
     """
     b, _, h, w = raw.shape
     raw = raw.float() if raw.dtype in (torch.float16, torch.bfloat16) else raw
-    raw = raw.view(b, 3, COMPONENTS, channels, h, w)
+    raw = raw.view(b, 3, components, channels, h, w)
     scales = raw[:, 2].exp().clamp(SCALE_MIN, SCALE_MAX)
     return MixtureParams(raw[:, 0], raw[:, 1], scales)
 

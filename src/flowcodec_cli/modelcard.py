@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from . import zoo
+from .bench import cpu_model
 from .models import build_model
 
 
@@ -62,7 +63,8 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None) -> dict:
             "batch": args["batch"],
             "crop": args["crop"],
             "wall_seconds": round(training_wall_seconds(checkpoint.parent / "log.jsonl")),
-            "hardware": "2 CPU cores (Intel Xeon, AMX bf16), bfloat16 autocast",
+            "hardware": f"{args.get('threads')} CPU thread(s), {cpu_model()}"
+                        + (", bfloat16 autocast" if args.get("bf16") else ", float32"),
             "test_set_used_for_training": False,
         },
     }

@@ -75,8 +75,11 @@ def sample_betas(batch: int, beta_min: float, beta_max: float, rng: random.Rando
     return torch.tensor([math.exp(rng.uniform(lo, hi)) for _ in range(batch)], dtype=torch.float32)
 
 
-def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, dict]:
-    """The weighted Lagrangian for a batch, plus per-batch bpp and PSNR for the log."""
+def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool,
+            rate_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """The weighted Lagrangian for a batch, plus per-batch bpp and PSNR for the log.
+
+    `rate_weight` < 1 scales β down during a rate warm-up (the β-schedule ablation)."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         out = model(x, beta)
     x_hat = out["x_hat"].float()
@@ -86,7 +89,7 @@ def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool) -> tuple[tor
     rate = bits / (3 * pixels)
     beta_mid = math.sqrt(model.config.beta_min * model.config.beta_max)
     weight = (beta / beta_mid).rsqrt()
-    loss = ((mse + beta * rate) * weight).mean()
+    loss = ((mse + rate_weight * beta * rate) * weight).mean()
     stats = {
         "loss": loss.item(),
         "bpp": (bits / pixels).mean().item(),
@@ -108,6 +111,24 @@ def save_checkpoint(path: Path, model, optimizer, step: int, args: dict, rng: ra
         "torch_rng": torch.get_rng_state(),
     }, tmp)
     os.replace(tmp, path)
+
+
+def _reordered_optimizer_state(state: dict, model) -> dict:
+    """The checkpoint's optimizer state, matched to the model's parameters by name.
+
+    torch matches optimizer state to parameters by position; a refactor that registers the same
+    modules in another order would silently pair Adam moments with the wrong tensors. The saved
+    model state dict lists parameter names in the order they had when the optimizer was made.
+    """
+    current = [name for name, _ in model.named_parameters()]
+    saved = [key for key in state["model"] if key in set(current)]
+    if saved == current:
+        return state["optimizer"]
+    position = {name: i for i, name in enumerate(current)}
+    saved_opt = state["optimizer"]
+    moved = {position[saved[i]]: value for i, value in saved_opt["state"].items()}
+    (group,) = saved_opt["param_groups"]
+    return {"state": moved, "param_groups": [{**group, "params": list(range(len(current)))}]}
 
 
 def learning_rate(step: int, total: int, peak: float) -> float:
@@ -141,7 +162,7 @@ def train(args: argparse.Namespace) -> None:
         state, step = None, 0
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(_reordered_optimizer_state(state, model))
     model.train()
 
     images = load_folder_images(args.data, args.max_side, args.crop)
@@ -157,7 +178,8 @@ def train(args: argparse.Namespace) -> None:
             group["lr"] = learning_rate(step, args.steps, args.lr)
         x = random_batch(images, args.batch, args.crop, rng)
         beta = sample_betas(args.batch, model.config.beta_min, model.config.beta_max, rng)
-        loss, stats = rd_loss(model, x, beta, args.bf16)
+        rate_weight = min(1.0, step / args.rate_warmup) if args.rate_warmup else 1.0
+        loss, stats = rd_loss(model, x, beta, args.bf16, rate_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -165,8 +187,10 @@ def train(args: argparse.Namespace) -> None:
         step += 1
         for key, value in stats.items():
             running[key] = running.get(key, 0.0) + value
+        running["n"] = running.get("n", 0) + 1
         if step % args.log_every == 0:
-            record = {k: v / args.log_every for k, v in running.items()}
+            count = running.pop("n")
+            record = {k: v / count for k, v in running.items()}
             record.update(step=step, lr=optimizer.param_groups[0]["lr"],
                           seconds=round(time.time() - t_start, 1))
             log.write(json.dumps(record) + "\n")
@@ -191,6 +215,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-side", type=int, default=384)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--rate-warmup", type=int, default=0,
+                   help="β schedule: ramp the rate term from 0 to β over this many steps (0: off)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                    help="bfloat16 autocast for the transforms (2x faster on AMX/AVX512-BF16 CPUs)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)

@@ -45,7 +45,7 @@ _register(ZooEntry(
     name="hyperprior",
     architecture="hyperprior",
     file="hyperprior.safetensors",
-    sha256="da4c33d5c7d80d98a96c27d307eaea4ff918692ac070fea4fe9610b2300598b1",
+    sha256="b9ea31739c9e2b6867fa478af47342e75eb2af1ba54e084a781534979e44c54d",
 ))
 
 DEFAULT_MODEL = "hyperprior"

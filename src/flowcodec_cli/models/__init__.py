@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .flow import FlowCodec
 from .hyperprior import HyperpriorCodec
 
 MODEL_CLASSES: dict[str, type] = {}
@@ -15,6 +16,7 @@ def register(cls: type) -> type:
 
 
 register(HyperpriorCodec)
+register(FlowCodec)
 
 
 def build_model(name: str, config: dict | None = None):

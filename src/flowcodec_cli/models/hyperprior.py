@@ -16,8 +16,9 @@ There is no serial autoregressive context, so decoding is fully parallel. `gain(
 latents per channel before rounding; it is what lets one set of weights cover the whole rate range
 (larger β → smaller gain → coarser quantization → fewer bits).
 
-Training (`forward`) replaces rounding by additive uniform noise for the rate term and by
-straight-through rounding for the synthesis input ("mixed quantization", Minnen & Singh 2020).
+Training (`LatentCodec.forward`) replaces rounding by additive uniform noise for the rate term
+and by straight-through rounding for the synthesis input ("mixed quantization", Minnen & Singh
+2020). The entropy model (h_a, h_s, priors) lives in `latent_codec.py`, shared with the flow codec.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch import nn
 
 from .. import mixture
 from ..layers import GDN, RateGain, conv, deconv
+from .latent_codec import LatentCodec, round_ste
 
 
 @dataclass(frozen=True)
@@ -40,31 +42,23 @@ class HyperpriorConfig:
     hyper_channels: int = 64    # channels of z
     beta_min: float = 0.0003
     beta_max: float = 0.08
+    components: int = mixture.COMPONENTS  # K of the Gaussian mixture
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _round_ste(x: torch.Tensor) -> torch.Tensor:
-    """Round in the forward pass, identity gradient in the backward pass."""
-    return x + (torch.round(x) - x).detach()
-
-
-class HyperpriorCodec(nn.Module):
+class HyperpriorCodec(LatentCodec):
     """The trained transforms and priors; the bitstream lives in `codec.py`."""
 
     name = "hyperprior"
-
-    #: Total downsampling of the image down to z: inputs are padded to a multiple of this.
     stride = 64
-
     config_class = HyperpriorConfig
 
     def __init__(self, config: HyperpriorConfig = HyperpriorConfig()):
         super().__init__()
         self.config = config
-        n, m, nz = config.channels, config.latent_channels, config.hyper_channels
-        k = mixture.COMPONENTS
+        n, m = config.channels, config.latent_channels
         self.g_a = nn.Sequential(
             conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m),
         )
@@ -72,62 +66,17 @@ class HyperpriorCodec(nn.Module):
             deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
             deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
         )
-        self.h_a = nn.Sequential(
-            conv(m, n, 3, 1), nn.LeakyReLU(inplace=True),
-            conv(n, n), nn.LeakyReLU(inplace=True),
-            conv(n, nz),
-        )
-        self.h_s = nn.Sequential(
-            deconv(nz, m), nn.LeakyReLU(inplace=True),
-            deconv(m, m * 3 // 2), nn.LeakyReLU(inplace=True),
-            conv(m * 3 // 2, 3 * k * m, 1, 1),
-        )
+        self.build_entropy_model(m, n, config.hyper_channels, config.components,
+                                 config.beta_min, config.beta_max)
         self.gain = RateGain(m, config.beta_min, config.beta_max)
         self.inverse_gain = RateGain(m, config.beta_min, config.beta_max, exponent=0.5)
-        self.hyper_gain = RateGain(nz, config.beta_min, config.beta_max, exponent=0.0)
-        self.inverse_hyper_gain = RateGain(nz, config.beta_min, config.beta_max, exponent=0.0)
-        # Factorized prior of z: one K-component mixture per channel, shared over positions.
-        self.z_logits = nn.Parameter(torch.zeros(k, nz))
-        self.z_means = nn.Parameter(torch.linspace(-1.0, 1.0, k).unsqueeze(1).repeat(1, nz))
-        self.z_log_scales = nn.Parameter(torch.full((k, nz), 0.5))
-
-    # --- pieces shared by training and coding -------------------------------------------------
-
-    def z_prior(self, shape: torch.Size, dtype: torch.dtype = torch.float32) -> mixture.MixtureParams:
-        """The factorized prior of z broadcast to shape (B, C, H, W) as (B, K, C, H, W) tensors."""
-        b, c, h, w = shape
-
-        def expand(p: torch.Tensor) -> torch.Tensor:
-            return p.to(dtype)[None, :, :, None, None].expand(b, -1, c, h, w)
-
-        scales = self.z_log_scales.exp().clamp(mixture.SCALE_MIN, mixture.SCALE_MAX)
-        return mixture.MixtureParams(expand(self.z_logits), expand(self.z_means), expand(scales))
-
-    def y_prior(self, z_hat: torch.Tensor, beta: torch.Tensor) -> mixture.MixtureParams:
-        """Per-element mixture parameters of ŷ, predicted from the quantized hyper-latents."""
-        raw = self.h_s(z_hat / self.inverse_hyper_gain(beta).to(z_hat.dtype))
-        return mixture.split_params(raw, self.config.latent_channels)
 
     def analysis(self, x: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B,3,H,W) in [0,1], H and W multiples of `stride` -> gained, unrounded (y, z)."""
         y = self.g_a(x).float() * self.gain(beta)  # under bf16 autocast, latents stay float32
-        # h_a sees the gained latents, so z carries their β-dependent scale to h_s.
-        z = self.h_a(y).float() * self.hyper_gain(beta)
-        return y, z
+        return y, self.hyper_analysis(y, beta)
 
     def synthesis(self, y_hat: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        """Quantized gained latents -> image (B,3,H,W), not clamped."""
         return self.g_s(y_hat * self.inverse_gain(beta).to(y_hat.dtype))
 
-    # --- training -------------------------------------------------------------------------------
-
-    def forward(self, x: torch.Tensor, beta: torch.Tensor) -> dict:
-        """Training pass. Returns the reconstruction and the bits of y and z per image batch."""
-        y, z = self.analysis(x, beta)
-        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-        z_bits = mixture.bits(mixture.bin_likelihood(z_noisy, self.z_prior(z.shape)))  # (B,)
-        y_params = self.y_prior(_round_ste(z), beta)
-        y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-        y_bits = mixture.bits(mixture.bin_likelihood(y_noisy, y_params))  # (B,)
-        x_hat = self.synthesis(_round_ste(y), beta)
-        return {"x_hat": x_hat, "y_bits_per_image": y_bits, "z_bits_per_image": z_bits}
+    def synthesis_input(self, y: torch.Tensor, y_noisy: torch.Tensor) -> torch.Tensor:
+        return round_ste(y)
