@@ -24,10 +24,16 @@ def picture():
     return images.read_image(SAMPLE)
 
 
+@pytest.fixture(scope="module", params=["hyperprior", "flow"])
+def model(request):
+    """Every shipped model goes through the same end-to-end checks."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def coded(picture):
+def coded(picture, model):
     """β -> (bytes, stats) for a few rates."""
-    return {beta: codec.encode(picture, beta) for beta in (0.0005, 0.005, 0.05)}
+    return {beta: codec.encode(picture, beta, model) for beta in (0.0005, 0.005, 0.05)}
 
 
 def test_round_trip_shape_and_quality(picture, coded):
@@ -53,8 +59,8 @@ def test_real_bits_track_estimated_bits(coded):
         assert stats.payload_bits < 8 * len(data)
 
 
-def test_encoding_is_byte_identical(picture, coded):
-    data, _ = codec.encode(picture, 0.005)
+def test_encoding_is_byte_identical(picture, coded, model):
+    data, _ = codec.encode(picture, 0.005, model)
     assert data == coded[0.005][0]
 
 
@@ -111,11 +117,11 @@ def test_beta_outside_model_range_is_refused(picture):
 
 
 @pytest.mark.parametrize("size", [(1, 1), (3, 7), (13, 70), (65, 64)])
-def test_odd_sizes_round_trip(size):
+def test_odd_sizes_round_trip(size, model):
     h, w = size
     rng = np.random.default_rng(h * 1000 + w)
     rgb = (rng.random((h, w, 3)) * 255).astype(np.uint8)
-    data, _ = codec.encode(images.Picture(rgb, None, fcx.LAYOUT_RGB), 0.001)
+    data, _ = codec.encode(images.Picture(rgb, None, fcx.LAYOUT_RGB), 0.001, model)
     assert codec.decode(data).rgb.shape == (h, w, 3)
 
 

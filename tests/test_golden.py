@@ -26,7 +26,7 @@ def test_golden_file_decodes_to_committed_pixels(name):
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))
 def test_encoder_reproduces_golden_file(name):
-    picture, beta = make_golden.cases()[name]
+    picture, beta, model = make_golden.cases()[name]
     tile = 64 if "tiled64" in name else codec.DEFAULT_TILE
-    data, _ = codec.encode(picture, beta, tile=tile)
+    data, _ = codec.encode(picture, beta, model, tile=tile)
     assert hashlib.sha256(data).hexdigest() == MANIFEST[name]["fcx_sha256"]

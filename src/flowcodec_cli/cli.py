@@ -264,8 +264,8 @@ def train(ctx):
 @click.option("--models", default=None,
               help="Comma-separated model names (default: every registered model).")
 @click.option("--betas", default=None,
-              help="Comma-separated β values (default: 0.0005,0.001,0.002,0.004,0.008,0.014,"
-                   "0.02,0.05).")
+              help="Comma-separated β values for every model (default: each model's sweep, "
+                   "0.0005,0.001,0.002,0.004,0.008,0.014,0.02,0.05 plus its range below 0.0005).")
 @click.option("--codecs", default=None,
               help="Comma-separated classical codecs: jpeg420,jpeg444,webp,jpeg2000,avif,jxl "
                    "(default: all available).")

@@ -59,7 +59,9 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None) -> dict:
         "training": {
             "command": command,
             "data": args["data"],
-            "steps": state["step"],
+            "steps": state.get("steps_before", 0) + state["step"],
+            "steps_this_run": state["step"],
+            "continued_from": args.get("init_from") or None,
             "batch": args["batch"],
             "crop": args["crop"],
             "wall_seconds": round(training_wall_seconds(checkpoint.parent / "log.jsonl")),

@@ -98,12 +98,15 @@ def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool,
     return loss, stats
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, args: dict, rng: random.Random) -> None:
+def save_checkpoint(path: Path, model, optimizer, step: int, args: dict, rng: random.Random,
+                    steps_before: int = 0) -> None:
+    """Everything a resumed run needs; `steps_before`: steps of the weights it started from."""
     tmp = path.with_suffix(".tmp")
     torch.save({
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "step": step,
+        "steps_before": steps_before,
         "model_name": model.name,
         "config": model.config.to_dict(),
         "args": args,
@@ -153,13 +156,24 @@ def train(args: argparse.Namespace) -> None:
         model = build_model(state["model_name"], state["config"])
         model.load_state_dict(state["model"])
         step = state["step"]
+        steps_before = state.get("steps_before", 0)
         rng.setstate(state["python_rng"])
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from {ckpt_path} at step {step}", flush=True)
+    elif args.init_from:
+        # Continue from shipped fp16 weights (a fresh optimizer): training accumulates across
+        # sessions even though checkpoints with optimizer state are never committed.
+        from . import zoo
+        architecture, config, tensors = zoo.load_state(Path(args.init_from))
+        model = build_model(architecture, config)
+        model.load_state_dict(tensors)
+        state, step = None, 0
+        steps_before = zoo.trained_steps(Path(args.init_from))
+        print(f"initialized from {args.init_from} ({architecture}, {steps_before} steps)", flush=True)
     else:
         overrides = json.loads(args.config) if args.config else {}
         model = build_model(args.model, overrides)
-        state, step = None, 0
+        state, step, steps_before = None, 0, 0
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     if state is not None:
         optimizer.load_state_dict(_reordered_optimizer_state(state, model))
@@ -198,15 +212,18 @@ def train(args: argparse.Namespace) -> None:
             print(json.dumps(record), flush=True)
             running = {}
         if time.time() - t_last_ckpt > args.checkpoint_seconds or step == args.steps:
-            save_checkpoint(ckpt_path, model, optimizer, step, vars(args), rng)
+            save_checkpoint(ckpt_path, model, optimizer, step, vars(args), rng, steps_before)
             t_last_ckpt = time.time()
-    save_checkpoint(ckpt_path, model, optimizer, step, vars(args), rng)
+    save_checkpoint(ckpt_path, model, optimizer, step, vars(args), rng, steps_before)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="flowcodec-train", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="hyperprior", choices=sorted(MODEL_CLASSES))
     p.add_argument("--config", default="", help="JSON overrides of the model config")
+    p.add_argument("--init-from", default="",
+                   help="start from these weights (.safetensors, e.g. weights/flow.safetensors) "
+                        "instead of a random init; ignored when --run-dir has a checkpoint")
     p.add_argument("--data", nargs="+", required=True, help="image folders (searched recursively)")
     p.add_argument("--run-dir", required=True, help="checkpoint and log folder; resumes if it has one")
     p.add_argument("--steps", type=int, default=40000)
@@ -232,8 +249,10 @@ def export_checkpoint(checkpoint: str, out: str) -> str:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = build_model(state["model_name"], state["config"])
     model.load_state_dict(state["model"])
-    sha = zoo.export(model, Path(out))
-    print(json.dumps({"checkpoint": checkpoint, "step": state["step"], "out": out, "sha256": sha}))
+    total = state.get("steps_before", 0) + state["step"]
+    sha = zoo.export(model, Path(out), trained_steps=total)
+    print(json.dumps({"checkpoint": checkpoint, "step": state["step"], "trained_steps": total,
+                      "out": out, "sha256": sha}))
     return sha
 
 

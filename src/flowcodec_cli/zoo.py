@@ -102,10 +102,18 @@ def load(name: str = DEFAULT_MODEL, expected_sha256: str | None = None):
     return model, actual
 
 
-def export(model, path: Path) -> str:
+def trained_steps(path: Path) -> int:
+    """Training steps behind a weights file (all sessions), from its metadata; 0 if unrecorded."""
+    with safe_open(str(path), framework="pt") as f:
+        return int((f.metadata() or {}).get("trained_steps", 0))
+
+
+def export(model, path: Path, trained_steps: int | None = None) -> str:
     """Write a model's weights as fp16 safetensors with its config; returns the sha256."""
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     metadata = {"architecture": model.name, "config": json.dumps(model.config.to_dict())}
+    if trained_steps is not None:
+        metadata["trained_steps"] = str(trained_steps)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, path)

@@ -20,17 +20,19 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "data"
 
 
-def cases() -> dict[str, tuple[images.Picture, float]]:
+def cases() -> dict[str, tuple[images.Picture, float, str]]:
+    """name → (picture, β, model)."""
     parrots = images.read_image(DATA / "parrots_256x192.png")
     rng = np.random.default_rng(2026)
     yy, xx = np.mgrid[0:37, 0:53]
     smooth = np.stack([xx * 4, yy * 6, (xx + yy) * 2], axis=2).astype(np.uint8)
     alpha = (rng.random((37, 53)) * 255).astype(np.uint8)
     return {
-        "parrots_b0.0005": (parrots, 0.0005),
-        "parrots_b0.02": (parrots, 0.02),
-        "gradient_rgba_b0.005": (images.Picture(smooth, alpha, fcx.LAYOUT_RGBA), 0.005),
-        "parrots_tiled64_b0.005": (parrots, 0.005),
+        "parrots_b0.0005": (parrots, 0.0005, "hyperprior"),
+        "parrots_b0.02": (parrots, 0.02, "hyperprior"),
+        "gradient_rgba_b0.005": (images.Picture(smooth, alpha, fcx.LAYOUT_RGBA), 0.005, "hyperprior"),
+        "parrots_tiled64_b0.005": (parrots, 0.005, "hyperprior"),
+        "parrots_flow_b0.002": (parrots, 0.002, "flow"),
     }
 
 
@@ -43,9 +45,9 @@ def pixel_digest(picture: images.Picture) -> str:
 
 def main() -> None:
     manifest = {}
-    for name, (picture, beta) in cases().items():
+    for name, (picture, beta, model) in cases().items():
         tile = 64 if "tiled64" in name else codec.DEFAULT_TILE
-        data, _ = codec.encode(picture, beta, tile=tile)
+        data, _ = codec.encode(picture, beta, model, tile=tile)
         (HERE / f"{name}.fcx").write_bytes(data)
         manifest[name] = {"fcx_sha256": hashlib.sha256(data).hexdigest(),
                           "decoded_sha256": pixel_digest(codec.decode(data))}
