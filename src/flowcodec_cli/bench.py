@@ -35,7 +35,7 @@ Default β sweep (`DEFAULT_BETAS`): 8 values covering [0.0005, 0.05], about even
 log β (doubling steps up to 0.008, then 0.014, 0.02 and 0.05), with 0.0005, 0.02 and 0.05
 included exactly. Each model gets the part inside its range, extended down to its own smallest
 β when that is below 0.0005 (`default_betas`: the hyperprior adds 0.0003, the flow codec
-0.0001 and 0.00025). `--betas`
+0.0001). `--betas`
 replaces the sweep for every model.
 
 Invertible models (the flow codec) also get `invertibility`: max |synthesis(analysis(x)) − x|
@@ -313,14 +313,10 @@ def _describe(exc: BaseException) -> str:
 
 
 def default_betas(config: dict) -> tuple[float, ...]:
-    """A model's default sweep: DEFAULT_BETAS inside its range, extended down to its smallest β
-    (in factor-2 steps) when the model reaches below 0.0005 (the flow codec's high-fidelity end)."""
+    """A model's default sweep: DEFAULT_BETAS inside its range, plus its smallest β when that is
+    below 0.0005 (the flow codec's high-fidelity end)."""
     lo, hi = config.get("beta_min", DEFAULT_BETAS[0]), config.get("beta_max", DEFAULT_BETAS[-1])
-    extra, beta = [lo], DEFAULT_BETAS[0] / 2
-    while beta > lo * 1.5:
-        extra.append(beta)
-        beta /= 2
-    return tuple(sorted(b for b in {*extra, *DEFAULT_BETAS} if lo <= b <= hi))
+    return tuple(sorted(b for b in {lo, *DEFAULT_BETAS} if lo <= b <= hi))
 
 
 def plan_models(names: list[str], betas: tuple[float, ...] | None, device: str) -> list[Codec]:

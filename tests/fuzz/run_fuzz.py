@@ -26,6 +26,7 @@ with atheris.instrument_imports(include=["flowcodec_cli", "harness"]):
 def main() -> None:
     target, *libfuzzer_args = sys.argv[1:]
     corpus = HERE / f"corpus_{target}"
+    corpus.mkdir(exist_ok=True)  # git keeps no empty folders: a fresh clone may lack it
     crashers = HERE / "crashers"
     crashers.mkdir(exist_ok=True)
     if target == "parser":
