@@ -36,15 +36,9 @@ def _float32(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
-class _NoAutocast:
-    """`with _NoAutocast():` keeps the main path out of bf16 autocast."""
-
-    def __enter__(self):
-        self._ctx = torch.autocast("cpu", enabled=False)
-        return self._ctx.__enter__()
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
+def _no_autocast(x: torch.Tensor) -> torch.autocast:
+    """`with _no_autocast(x):` keeps the main path out of bf16 autocast on x's device."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 class HaarSqueeze(nn.Module):
@@ -58,12 +52,12 @@ class HaarSqueeze(nn.Module):
         self.register_buffer("kernel", basis.unsqueeze(1).repeat(channels, 1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with _NoAutocast():
+        with _no_autocast(x):
             x = _float32(x)
             return F.conv2d(x, self.kernel.to(x.dtype), stride=2, groups=self.channels)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        with _NoAutocast():
+        with _no_autocast(y):
             y = _float32(y)
             return F.conv_transpose2d(y, self.kernel.to(y.dtype), stride=2, groups=self.channels)
 
@@ -93,12 +87,12 @@ class InvertibleConv1x1(nn.Module):
         self.weight = nn.Parameter(q)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with _NoAutocast():
+        with _no_autocast(x):
             x = _float32(x)
             return F.conv2d(x, self.weight.to(x.dtype)[:, :, None, None])
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        with _NoAutocast():
+        with _no_autocast(y):
             y = _float32(y)
             inv = torch.linalg.inv(self.weight.double()).to(y.dtype)
             return F.conv2d(y, inv[:, :, None, None])

@@ -65,7 +65,8 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None) -> dict:
             "batch": args["batch"],
             "crop": args["crop"],
             "wall_seconds": round(training_wall_seconds(checkpoint.parent / "log.jsonl")),
-            "hardware": f"{args.get('threads')} CPU thread(s), {cpu_model()}"
+            "hardware": (f"{args.get('threads')} CPU thread(s), {cpu_model()}"
+                         if args.get("device", "cpu") == "cpu" else args["device"])
                         + (", bfloat16 autocast" if args.get("bf16") else ", float32"),
             "test_set_used_for_training": False,
         },

@@ -80,7 +80,7 @@ def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool,
     """The weighted Lagrangian for a batch, plus per-batch bpp and PSNR for the log.
 
     `rate_weight` < 1 scales β down during a rate warm-up (the β-schedule ablation)."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = model(x, beta)
     x_hat = out["x_hat"].float()
     pixels = x.shape[2] * x.shape[3]
@@ -174,6 +174,8 @@ def train(args: argparse.Namespace) -> None:
         overrides = json.loads(args.config) if args.config else {}
         model = build_model(args.model, overrides)
         state, step, steps_before = None, 0, 0
+    device = torch.device(args.device)
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     if state is not None:
         optimizer.load_state_dict(_reordered_optimizer_state(state, model))
@@ -190,8 +192,8 @@ def train(args: argparse.Namespace) -> None:
     while step < args.steps:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr)
-        x = random_batch(images, args.batch, args.crop, rng)
-        beta = sample_betas(args.batch, model.config.beta_min, model.config.beta_max, rng)
+        x = random_batch(images, args.batch, args.crop, rng).to(device)
+        beta = sample_betas(args.batch, model.config.beta_min, model.config.beta_max, rng).to(device)
         rate_weight = min(1.0, step / args.rate_warmup) if args.rate_warmup else 1.0
         loss, stats = rd_loss(model, x, beta, args.bf16, rate_weight)
         optimizer.zero_grad(set_to_none=True)
@@ -237,6 +239,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                    help="bfloat16 autocast for the transforms (2x faster on AMX/AVX512-BF16 CPUs)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--device", default="cpu",
+                   help="cpu or cuda: where training runs (checkpoints and exports are the same)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--checkpoint-seconds", type=float, default=240.0)

@@ -48,6 +48,13 @@ _register(ZooEntry(
     sha256="b9ea31739c9e2b6867fa478af47342e75eb2af1ba54e084a781534979e44c54d",
 ))
 
+_register(ZooEntry(
+    name="flow",
+    architecture="flow",
+    file="flow.safetensors",
+    sha256="4dc99efcf86b61ff49c2fc34241a5bafd4bb4b9a0bfbaeeaf5327668a60e101c",
+))
+
 DEFAULT_MODEL = "hyperprior"
 
 
