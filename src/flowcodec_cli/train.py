@@ -165,7 +165,8 @@ def train(args: argparse.Namespace) -> None:
         # sessions even though checkpoints with optimizer state are never committed.
         from . import zoo
         architecture, config, tensors = zoo.load_state(Path(args.init_from))
-        model = build_model(architecture, config)
+        # --config may change training-only fields (e.g. the flow's synthesis_input)
+        model = build_model(architecture, {**config, **json.loads(args.config or "{}")})
         model.load_state_dict(tensors)
         state, step = None, 0
         steps_before = zoo.trained_steps(Path(args.init_from))

@@ -32,7 +32,7 @@ from torch import nn
 from .. import mixture
 from ..flow_layers import FlowStep, HaarSqueeze
 from ..layers import RateGain
-from .latent_codec import LatentCodec
+from .latent_codec import LatentCodec, round_ste
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,9 @@ class FlowConfig:
     beta_max: float = 0.05
     components: int = mixture.COMPONENTS  # K of the Gaussian mixture (ablation: 1)
     noise: str = "uniform"      # training dequantization noise: "uniform" or "gaussian"
+    # What f⁻¹ decodes in training: "noise" (the proposal: y + ε, the same ε as the rate term)
+    # or "round" (straight-through rounding: the decoder sees what it will see in a file)
+    synthesis_input: str = "noise"
 
     @property
     def latent_channels(self) -> int:
@@ -116,5 +119,7 @@ class FlowCodec(LatentCodec):
         return self.flow_inverse(y_hat / self.gain(beta).to(y_hat.dtype), beta)
 
     def synthesis_input(self, y: torch.Tensor, y_noisy: torch.Tensor) -> torch.Tensor:
+        if self.config.synthesis_input == "round":
+            return round_ste(y)
         # The proposal's dequantization: the inverse flow decodes the noisy latents.
         return y_noisy
