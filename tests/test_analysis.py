@@ -77,8 +77,12 @@ def test_gaps_add_up_to_the_total(result):
         result["real_payload_bpp"] - result["bound_bpp"], abs=1e-9)
 
 
-def test_bound_is_below_the_real_rate(result):
-    assert 0 < result["bound_bpp"] <= result["real_payload_bpp"]
+def test_bound_and_real_rate_are_consistent(result):
+    # The Gaussian reverse water-filling rate at the latents' second moments is the most a source
+    # with those variances can need (the Gaussian is the hardest to compress), not a floor: a
+    # trained hyperprior, whose variances adapt per element, may code below it.
+    assert 0 < result["bound_bpp"] and 0 < result["real_payload_bpp"]
+    assert result["uniform_quantization_bpp"] >= result["bound_bpp"]  # same model, rounding
     assert result["real_payload_bpp"] < result["bpp_file"]  # the file adds header + CRC
     assert result["beta"] == BETA and result["model"] == "hyperprior"
 

@@ -33,20 +33,47 @@ def training_wall_seconds(log_path: Path) -> float:
 
 
 def kodak_results(bench_path: Path, model: str) -> dict:
+    """The model's curve, its BD figures against every curve measured in the same run, and (for
+    invertible models) the unquantized round-trip error, from a `flowcodec bench` JSON report."""
     report = json.loads(bench_path.read_text())
-    curves = [c for c in report["curves"] if c.get("model") == model or c.get("name") == model]
-    bd = [b for b in report.get("bd", []) if b.get("curve") == model]
-    return {"bench_report": str(bench_path), "curve": curves, "bd": bd}
+    curve = report["curves"][model]
+    keep = ("setting", "bpp", "bpp_payload", "bpp_estimated", "payload_over_estimate", "psnr",
+            "ms_ssim", "median_encode_s", "median_decode_s")
+    return {
+        "bench_report": str(bench_path),
+        "images": report["config"]["images"],
+        "date": report["environment"]["date"],
+        "points": [{k: p.get(k) for k in keep} for p in curve["points"]],
+        "bd_vs_measured_in_same_run": [
+            {"reference": b["reference"], "bd_rate_psnr_pct": b["psnr"]["bd_rate_pct"],
+             "bd_psnr_db": b["psnr"]["bd_quality_db"]}
+            for b in report["bd"] if b["curve"] == model
+            and b["reference_group"] in ("model", "measured in this run")],
+        "invertibility": [{k: v for k, v in a.items() if k != "per_image"}
+                          for a in report.get("invertibility", []) if a["model"] == model],
+    }
 
 
-def build_card(weights: Path, checkpoint: Path, bench: Path | None) -> dict:
+def training_command(args: dict) -> str:
+    return "flowcodec train " + " ".join(
+        f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
+        for k, v in args.items() if v not in (None, "", False))
+
+
+def stage(checkpoint: Path) -> dict:
+    """One training run (a stage of the weights' history), read from its checkpoint and log."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return {"command": training_command(state["args"]), "steps": state["step"],
+            "wall_seconds": round(training_wall_seconds(checkpoint.parent / "log.jsonl"))}
+
+
+def build_card(weights: Path, checkpoint: Path, bench: Path | None,
+               earlier: list[Path] = ()) -> dict:
     architecture, config, tensors = zoo.load_state(weights)
     model = build_model(architecture, config)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     args = state["args"]
-    command = "flowcodec train " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
-        for k, v in args.items() if v not in (None, "", False))
+    command = training_command(args)
     card = {
         "name": weights.stem,
         "architecture": architecture,
@@ -69,6 +96,7 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None) -> dict:
                          if args.get("device", "cpu") == "cpu" else args["device"])
                         + (", bfloat16 autocast" if args.get("bf16") else ", float32"),
             "test_set_used_for_training": False,
+            "earlier_stages": [stage(c) for c in earlier],
         },
     }
     if bench is not None:
@@ -82,8 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--bench", type=Path)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--earlier", type=Path, nargs="*", default=[],
+                   help="checkpoints of the runs these weights were continued from (--init-from)")
     a = p.parse_args(argv)
-    card = build_card(a.weights, a.checkpoint, a.bench)
+    card = build_card(a.weights, a.checkpoint, a.bench, a.earlier)
     a.out.write_text(json.dumps(card, indent=2) + "\n")
     print(f"wrote {a.out}")
 

@@ -45,14 +45,14 @@ _register(ZooEntry(
     name="hyperprior",
     architecture="hyperprior",
     file="hyperprior.safetensors",
-    sha256="b9ea31739c9e2b6867fa478af47342e75eb2af1ba54e084a781534979e44c54d",
+    sha256="5d3f18147cd7b7720e886edd45fe549594dab4ada4dfb1535b05af69251a43b4",
 ))
 
 _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="4dc99efcf86b61ff49c2fc34241a5bafd4bb4b9a0bfbaeeaf5327668a60e101c",
+    sha256="bb1136399e35328b79026f374571ea791eaa5221b59b5da370930232c36abb9a",
 ))
 
 DEFAULT_MODEL = "hyperprior"
