@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from . import codec as codec_module
-from . import mixture
+from . import fcx, mixture
 from .images import Picture
 
 
@@ -63,10 +63,12 @@ def analyze(picture: Picture, beta: float, model_name: str) -> dict:
     codec = codec_module.LoadedCodec.get(model_name)
     height, width = picture.rgb.shape[:2]
     pixels = height * width
-    data, stats = codec_module.encode(picture, beta, model_name, tile=max(64, -(-max(height, width) // 64) * 64))
+    # one tile covering the picture: a multiple of the container's tile unit (fcx.TILE_MULTIPLE)
+    unit = fcx.TILE_MULTIPLE
+    data, stats = codec_module.encode(picture, beta, model_name,
+                                      tile=-(-max(height, width) // unit) * unit)
 
-    x = torch.from_numpy(picture.rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-    x = codec_module._pad(x, codec.model.stride)
+    x = codec_module._image_tensor(picture.rgb, codec.model.stride)
     with torch.backends.mkldnn.flags(enabled=False, allow_tf32=None):
         y, z = codec.model.analysis(x, torch.tensor([beta]))
     y = y[0].double()

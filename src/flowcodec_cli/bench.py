@@ -731,7 +731,7 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
         "points": points,
         "curves": curves,
         "bd": bd_figures(curves, bd_method),
-        "bound_analysis": bound_analysis(planned_models, bench_images[:analysis_images], quiet),
+        "bound_analysis": bound_analysis(planned_models, bench_images[:analysis_images]),
         "invertibility": invertibility(planned_models, bench_images),
         "errors": [f"{what}: {_describe(exc)}" for what, exc in errors],
     }
@@ -740,7 +740,7 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
     return BenchResult(document, written, errors)
 
 
-def bound_analysis(planned_models: list, bench_images: list, quiet: bool) -> list[dict]:
+def bound_analysis(planned_models: list, bench_images: list) -> list[dict]:
     """`analysis.analyze` for every model and β, averaged over the given images."""
     from . import analysis
     from .images import Picture

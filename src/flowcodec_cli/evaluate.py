@@ -20,14 +20,12 @@ import numpy as np
 import torch
 
 from . import metrics, mixture
-from .models import build_model
-from .train import load_folder_images
+from .train import load_checkpoint, load_folder_images
 
 
 def load_checkpoint_model(path: Path):
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(state["model_name"], state["config"])
-    model.load_state_dict(state["model"])
+    """A training checkpoint's model in eval mode, and the checkpoint state."""
+    model, state = load_checkpoint(path)
     return model.eval(), state
 
 

@@ -116,6 +116,14 @@ def save_checkpoint(path: Path, model, optimizer, step: int, args: dict, rng: ra
     os.replace(tmp, path)
 
 
+def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
+    """The model of a training checkpoint (rebuilt from the config stored in it) and the state."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(state["model_name"], state["config"])
+    model.load_state_dict(state["model"])
+    return model, state
+
+
 def _reordered_optimizer_state(state: dict, model) -> dict:
     """The checkpoint's optimizer state, matched to the model's parameters by name.
 
@@ -124,7 +132,8 @@ def _reordered_optimizer_state(state: dict, model) -> dict:
     model state dict lists parameter names in the order they had when the optimizer was made.
     """
     current = [name for name, _ in model.named_parameters()]
-    saved = [key for key in state["model"] if key in set(current)]
+    names = set(current)
+    saved = [key for key in state["model"] if key in names]
     if saved == current:
         return state["optimizer"]
     position = {name: i for i, name in enumerate(current)}
@@ -152,9 +161,7 @@ def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
 
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model = build_model(state["model_name"], state["config"])
-        model.load_state_dict(state["model"])
+        model, state = load_checkpoint(ckpt_path)
         step = state["step"]
         steps_before = state.get("steps_before", 0)
         rng.setstate(state["python_rng"])
@@ -251,9 +258,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def export_checkpoint(checkpoint: str, out: str) -> str:
     """Strip a training checkpoint to fp16 weights + config (safetensors); returns the sha256."""
     from . import zoo
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model = build_model(state["model_name"], state["config"])
-    model.load_state_dict(state["model"])
+    model, state = load_checkpoint(Path(checkpoint))
     total = state.get("steps_before", 0) + state["step"]
     sha = zoo.export(model, Path(out), trained_steps=total)
     print(json.dumps({"checkpoint": checkpoint, "step": state["step"], "trained_steps": total,
