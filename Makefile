@@ -6,8 +6,9 @@ PIP    := $(VENV)/bin/pip
 SAMPLE := tests/data/kodim23.png
 DEMO   := build/demo
 KODAK  ?= ../shared/data/kodak
+STEREO ?= ../shared/data/stereo/middlebury_trainingQ
 
-.PHONY: install demo test bench fuzz fuzz-short clean
+.PHONY: install demo test bench bench-stereo resources fuzz fuzz-short clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,14 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 
 bench: install $(VENV)/.bench-installed
 	$(VENV)/bin/flowcodec bench $(KODAK) --report-dir docs --cache .bench_cache
+
+# the side-information models on held-out stereo pairs -> docs/stereo.md, docs/stereo.json
+bench-stereo: install
+	$(VENV)/bin/flowcodec bench $(STEREO) --stereo --report-dir docs --threads 2
+
+# peak RSS of encode/decode on 4000x3000 and 8000x6000 photos, and the tile-seam cost
+resources: install
+	$(PY) -m flowcodec_cli.resources --source $(KODAK) --out docs/resources.json
 
 FUZZ_PARSER_RUNS  ?= 1000000
 FUZZ_DECODER_RUNS ?= 10000

@@ -61,6 +61,9 @@ def _gaussian_bits(values: torch.Tensor, means: torch.Tensor, stds: torch.Tensor
 def analyze(picture: Picture, beta: float, model_name: str) -> dict:
     """The bound, the real rate and the gap components for one picture (single tile)."""
     codec = codec_module.LoadedCodec.get(model_name)
+    if codec.model.side_info_at_encoder:
+        raise codec_module.SideInfoError(f"model {model_name!r} needs the side view to encode; "
+                                         "analyze takes single images")
     height, width = picture.rgb.shape[:2]
     pixels = height * width
     # one tile covering the picture: a multiple of the container's tile unit (fcx.TILE_MULTIPLE)

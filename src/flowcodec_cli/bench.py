@@ -625,7 +625,12 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
         if any(b <= 0 for b in betas):
             raise BenchUsageError("--betas must be positive")
         betas = tuple(dict.fromkeys(betas))
-    models = list(zoo.REGISTRY) if models is None else list(models)
+    models = ([n for n, e in zoo.REGISTRY.items() if not e.stereo] if models is None
+              else list(models))
+    for name in models:
+        if name in zoo.REGISTRY and zoo.REGISTRY[name].stereo:
+            raise BenchUsageError(f"--models: {name!r} is a side-information model: "
+                                  "benchmark it on stereo pairs with --stereo")
     classical_names = [] if no_classical else (
         [c.name for c in classical.CODECS] if codecs is None else list(codecs))
     overrides = dict(settings or {})

@@ -116,21 +116,37 @@ def _with_output_options(f):
     return f
 
 
+def _read_side_info_or_exit(path: str | None):
+    """The side-information image, or exit with the side-information code if it cannot be read."""
+    from . import images
+    if path is None:
+        return None
+    try:
+        return images.read_image(path)
+    except BaseException as exc:  # noqa: BLE001
+        click.echo(f"flowcodec: {path}: side information: {_classify(exc)}", err=True)
+        sys.exit(EXIT_SIDE_INFO)
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--beta", type=float, default=0.005, show_default=True,
               help="Rate weight β of L = D + β·R: larger β, smaller files.")
 @click.option("--model", default=None, help="Model name (see `flowcodec models`).")
+@click.option("--side-info", "side_info", default=None,
+              help="Side-information image, only for joint models (dsc-joint) whose encoder "
+                   "sees it; a distributed model (dsc) needs it at decode time only.")
 @_with_output_options
-def encode(inputs, beta, model, output, force, quiet, as_json, device):
+def encode(inputs, beta, model, side_info, output, force, quiet, as_json, device):
     """Compress images (files, directories of images, or '-' for stdin) into .fcx files."""
     from . import codec, images, zoo
     model = model or zoo.DEFAULT_MODEL
     jobs = _plan_or_exit(inputs, output, ".fcx", images.IMAGE_SUFFIXES, force)
+    side = _read_side_info_or_exit(side_info)
 
     def work(src, dst):
         picture = images.read_image(read_input(src))
-        data, stats = codec.encode(picture, beta, model, device=device)
+        data, stats = codec.encode(picture, beta, model, device=device, side_info=side)
         write_atomic(dst, data, force)
         pixels = picture.rgb.shape[0] * picture.rgb.shape[1]
         return {"input": src, "output": dst, "bytes": len(data), "bpp": 8 * len(data) / pixels,
@@ -148,14 +164,7 @@ def decode(inputs, side_info, output, force, quiet, as_json, device):
     """Decompress .fcx files into images (PNG unless the output name says otherwise)."""
     from . import codec, images
     jobs = _plan_or_exit(inputs, output, ".png", {".fcx"}, force)
-    side = None
-    if side_info is not None:
-        try:
-            side = images.read_image(side_info)
-        except BaseException as exc:  # noqa: BLE001
-            failure = _classify(exc)
-            click.echo(f"flowcodec: {side_info}: side information: {failure}", err=True)
-            sys.exit(EXIT_SIDE_INFO)
+    side = _read_side_info_or_exit(side_info)
 
     def work(src, dst):
         picture = codec.decode(read_input(src), side_info=side, device=device)
@@ -287,23 +296,33 @@ def train(ctx):
               show_default=True, help="Curve fit of the Bjøntegaard deltas.")
 @click.option("--analysis-images", type=click.IntRange(min=0), default=2, show_default=True,
               help="Images (the first N) for the rate-distortion bound analysis section.")
+@click.option("--stereo", is_flag=True,
+              help="Side-information mode: DIRECTORY has left/ and right/; the left views are "
+                   "coded, the right views are side information; models default to "
+                   "dsc-separate,dsc,dsc-joint (report: stereo.md, stereo.json).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
 def bench(directory, models, betas, codecs, no_classical, setting_overrides, images, device,
-          cache_dir, report_dir, json_path, threads, bd_method, analysis_images, quiet):
+          cache_dir, report_dir, json_path, threads, bd_method, analysis_images, stereo, quiet):
     """Rate-distortion, speed and memory of our models and classical codecs on DIRECTORY's images.
 
     Writes REPORT_DIR/results.md, REPORT_DIR/rd.png and a JSON report with every point, curve
     and BD-rate. Unreadable images are reported and skipped (exit code 3 at the end).
     """
-    from . import bench as benchmark
+    from . import bench as benchmark, bench_stereo
     try:
-        result = benchmark.run(
-            directory, models=benchmark.parse_names(models),
-            betas=benchmark.parse_floats(betas, "--betas"),
-            codecs=benchmark.parse_names(codecs), no_classical=no_classical,
-            settings=benchmark.parse_setting_overrides(setting_overrides), images=images,
-            device=device, cache_dir=cache_dir, report_dir=report_dir, json_path=json_path,
-            threads=threads, quiet=quiet, bd_method=bd_method, analysis_images=analysis_images)
+        if stereo:
+            result = bench_stereo.run_stereo(
+                directory, models=benchmark.parse_names(models),
+                betas=benchmark.parse_floats(betas, "--betas"), images=images, threads=threads,
+                report_dir=report_dir, json_path=json_path, quiet=quiet, bd_method=bd_method)
+        else:
+            result = benchmark.run(
+                directory, models=benchmark.parse_names(models),
+                betas=benchmark.parse_floats(betas, "--betas"),
+                codecs=benchmark.parse_names(codecs), no_classical=no_classical,
+                settings=benchmark.parse_setting_overrides(setting_overrides), images=images,
+                device=device, cache_dir=cache_dir, report_dir=report_dir, json_path=json_path,
+                threads=threads, quiet=quiet, bd_method=bd_method, analysis_images=analysis_images)
     except benchmark.BenchUsageError as exc:
         click.echo(f"flowcodec: bench: {exc}", err=True)
         sys.exit(EXIT_USAGE)

@@ -105,15 +105,6 @@ class LoadedCodec:
         return entropy.quantize_params(*(p.reshape(k, -1).numpy() for p in params))
 
 
-def _pad(x: torch.Tensor, stride: int) -> torch.Tensor:
-    """Replicate-pad (B,3,H,W) on the bottom/right to multiples of the model stride."""
-    h, w = x.shape[2:]
-    ph, pw = (-h) % stride, (-w) % stride
-    if ph == 0 and pw == 0:
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")
-
-
 def _estimated_bits(values: torch.Tensor, params: mixture.MixtureParams) -> float:
     """Model bits of integer values (C,H,W) under float mixture params (K,C,H,W)."""
     batched = mixture.MixtureParams(*(p.unsqueeze(0) for p in params))
@@ -131,8 +122,18 @@ def _deterministic(fn):
 
 
 DEFAULT_TILE = 1024
-"""Images are coded in independent tiles of this side (a multiple of the model stride), so that
-memory stays bounded for any image size. Kodak-sized images are a single tile."""
+"""Images are coded in tiles of this side (a multiple of the model stride), so that memory stays
+bounded for any image size. Kodak-sized images are a single tile."""
+
+TILE_CONTEXT = 64
+"""Pixels of context a tile borrows from each neighbouring tile (a multiple of every model's
+latent factor). The analysis of a tile sees this much of its neighbours, so the latents at its
+edge are computed as if the image went on. The synthesis of a tile decodes its neighbours'
+latents within this margin too, so no tile edge is reconstructed from padding. Each tile's
+streams stay self-contained (its own z, tables and y), so the entropy coding is unchanged; only
+the transforms look across tile borders, which removes the seams that independent tiles show
+(measured by `python -m flowcodec_cli.resources`). Image borders get no context, so an image of
+one tile is coded exactly as without tiling."""
 
 
 def _tiles(header: fcx.Header):
@@ -144,23 +145,71 @@ def _tiles(header: fcx.Header):
             yield top, left, min(header.tile, header.height - top), min(header.tile, header.width - left)
 
 
+def _region(rgb: np.ndarray, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    """Pixels [top, top+height) × [left, left+width) of an image as float32 (1, 3, height, width)
+    in [0, 1]; the part outside the image repeats its nearest edge pixel."""
+    full_h, full_w = rgb.shape[:2]
+    t0, l0 = max(top, 0), max(left, 0)
+    t1, l1 = min(top + height, full_h), min(left + width, full_w)
+    inside = np.ascontiguousarray(rgb[t0:t1, l0:l1])
+    x = torch.from_numpy(inside).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    pad = (l0 - left, left + width - l1, t0 - top, top + height - t1)
+    return F.pad(x, pad, mode="replicate") if any(pad) else x
+
+
+def _context(top: int, left: int, h: int, w: int, full_h: int, full_w: int) -> tuple[int, int, int, int]:
+    """Context pixels (above, left, below, right) a tile borrows: TILE_CONTEXT where a
+    neighbouring tile lies, none at the image border."""
+    return (TILE_CONTEXT if top > 0 else 0, TILE_CONTEXT if left > 0 else 0,
+            TILE_CONTEXT if top + h < full_h else 0, TILE_CONTEXT if left + w < full_w else 0)
+
+
+def _padded(n: int, stride: int) -> int:
+    return -(-n // stride) * stride
+
+
+def _side_rgb(side_info: Picture | None, height: int, width: int) -> np.ndarray:
+    """The side image's RGB, which must have the coded image's size (the views of one camera rig)."""
+    if side_info is None:
+        raise SideInfoError("this file needs side information: pass --side-info IMAGE")
+    if side_info.rgb.shape[:2] != (height, width):
+        h, w = side_info.rgb.shape[:2]
+        raise SideInfoError(f"side image is {w}x{h}, the coded image is {width}x{height}")
+    return side_info.rgb
+
+
 @_deterministic
 def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL,
-           device: str = "cpu", tile: int = DEFAULT_TILE) -> tuple[bytes, EncodeStats]:
-    """Compress a picture into .fcx bytes at rate weight β."""
+           device: str = "cpu", tile: int = DEFAULT_TILE,
+           side_info: Picture | None = None) -> tuple[bytes, EncodeStats]:
+    """Compress a picture into .fcx bytes at rate weight β.
+
+    `side_info` is only for models that see it at the encoder (joint coding); a distributed
+    model's encoder never sees it, and refusing it there keeps that promise checkable."""
     codec = LoadedCodec.get(model_name)
-    config = codec.model.config
+    model = codec.model
+    config = model.config
     if not config.beta_min <= beta <= config.beta_max:
         raise CodecError(f"--beta {beta} is outside the model's range "
                          f"[{config.beta_min}, {config.beta_max}]")
     height, width = picture.rgb.shape[:2]
     fcx.check_dimensions(height, width)
-    header = fcx.Header(model_name, codec.digest, height, width, picture.layout, beta, 0, tile)
+    if tile <= 0 or tile % fcx.TILE_MULTIPLE or tile > 0xFFFF:
+        raise CodecError(f"tile side {tile} must be a positive multiple of {fcx.TILE_MULTIPLE} below 65536")
+    if -(-height // tile) * -(-width // tile) > fcx.MAX_TILES:
+        raise CodecError(f"tile side {tile} gives more than {fcx.MAX_TILES} tiles for {width}x{height}")
+    side = None
+    if model.side_info_at_encoder:
+        side = _side_rgb(side_info, height, width)
+    elif side_info is not None:
+        raise SideInfoError(f"model {model_name!r} does not use side information at the encoder")
+    flags = fcx.FLAG_SIDE_INFO if model.side_info_at_decoder else 0
+    header = fcx.Header(model_name, codec.digest, height, width, picture.layout, beta, 0, tile, flags)
     streams: list[bytes] = []
     estimate = 0.0
     for top, left, h, w in _tiles(header):
-        z_stream, y_stream, y_q, bits = _encode_tile(
-            codec, picture.rgb[top:top + h, left:left + w], beta, device)
+        z_stream, y_stream, y_q, bits = _encode_tile(codec, picture.rgb, (top, left, h, w), beta,
+                                                     device, side)
         streams += [z_stream, y_stream]
         header.params_crc = y_q.digest(header.params_crc)
         estimate += bits
@@ -171,9 +220,10 @@ def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL,
 
 
 def _image_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:
-    """uint8 (H, W, 3) → float32 (1, 3, H', W') in [0, 1], padded to multiples of `stride`."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-    return _pad(x, stride)
+    """uint8 (H, W, 3) → float32 (1, 3, H', W') in [0, 1], replicate-padded on the bottom and
+    right to multiples of `stride`."""
+    height, width = rgb.shape[:2]
+    return _region(rgb, 0, 0, _padded(height, stride), _padded(width, stride))
 
 
 @_deterministic
@@ -189,10 +239,24 @@ def unquantized_roundtrip_error(codec: LoadedCodec, rgb: np.ndarray, beta: float
     return float((x_back - x)[..., :height, :width].abs().max())
 
 
-def _encode_tile(codec: LoadedCodec, rgb: np.ndarray, beta: float, device: str):
-    """One tile: image → g_a → (y, z) → z stream, h_s(ẑ) → tables → y stream."""
-    x = _image_tensor(rgb, codec.model.stride)
-    y, z = codec.transforms(device).analysis(x.to(device), torch.tensor([beta], device=device))
+def _encode_tile(codec: LoadedCodec, rgb: np.ndarray, tile: tuple[int, int, int, int], beta: float,
+                 device: str, side: np.ndarray | None = None):
+    """One tile of the image: its window (the tile, padded to the stride, plus the context it
+    borrows) → g_a → y cropped to the tile → z = h_a(y) → z stream, h_s(ẑ) → tables → y stream."""
+    top, left, h, w = tile
+    model = codec.transforms(device)
+    stride, factor = model.stride, model.latent_stride
+    above, before, below, after = _context(top, left, h, w, *rgb.shape[:2])
+    window = (top - above, left - before, _padded(h, stride) + above + below,
+              _padded(w, stride) + before + after)
+    beta_t = torch.tensor([beta], device=device)
+    x = _region(rgb, *window).to(device)
+    if side is None:
+        y, _ = model.analysis(x, beta_t)
+    else:
+        y, _ = model.analysis(x, beta_t, _region(side, *window).to(device))
+    y = y[..., above // factor:(window[2] - below) // factor, before // factor:(window[3] - after) // factor]
+    z = model.hyper_analysis(y, beta_t)
     y_hat, z_hat = torch.round(y.cpu())[0], torch.round(z.cpu())
 
     z_q = codec.z_tables(z_hat.shape)
@@ -215,8 +279,7 @@ def decode(data: bytes, side_info: Picture | None = None, device: str = "cpu") -
     """
     container = fcx.unpack(data)
     header = container.header
-    if header.needs_side_info and side_info is None:
-        raise SideInfoError("this file needs side information: pass --side-info IMAGE")
+    side = _side_rgb(side_info, header.height, header.width) if header.needs_side_info else None
     try:
         codec = LoadedCodec.get(header.model)
     except zoo.WeightsError as exc:
@@ -224,13 +287,16 @@ def decode(data: bytes, side_info: Picture | None = None, device: str = "cpu") -
     if header.weights_digest != codec.digest:
         raise CodecError(f"file was made with other weights for model {header.model!r} "
                          f"({header.weights_digest.hex()[:12]}…, installed {codec.digest.hex()[:12]}…)")
+    if header.needs_side_info != codec.model.side_info_at_decoder:
+        raise fcx.FormatError(f"side-information flag does not match model {header.model!r}")
     rows, cols = header.tile_grid
     has_alpha = header.layout in (fcx.LAYOUT_RGBA, fcx.LAYOUT_GRAY_ALPHA)
     expected_streams = 2 * rows * cols + has_alpha
     if len(container.streams) != expected_streams:
         raise fcx.FormatError(f"expected {expected_streams} streams, found {len(container.streams)}")
 
-    rgb = np.empty((header.height, header.width, 3), dtype=np.uint8)
+    # Entropy decoding of every tile first: ŷ of all tiles, and the verdict on the tables.
+    latents: dict[tuple[int, int], torch.Tensor] = {}
     crc = 0
     broken: fcx.FormatError | None = None
     for index, (top, left, h, w) in enumerate(_tiles(header)):
@@ -239,18 +305,21 @@ def decode(data: bytes, side_info: Picture | None = None, device: str = "cpu") -
         crc = y_q.digest(crc)
         if broken is None:
             try:
-                rgb[top:top + h, left:left + w] = _decode_tile(codec, y_stream, y_params, y_q, h, w,
-                                                               header.beta, device)
+                latents[top, left] = _decode_latents(y_stream, y_params, y_q)
             except fcx.FormatError as exc:
                 # Keep chaining the parameter CRC: wrong tables also break the range decoder,
                 # and then the right diagnosis is the desync, not a corrupt stream.
                 broken = exc
-    # Checked before anything is returned: a desync yields an error, never an image of garbage.
+    # Checked before any synthesis: a desync yields an error, never an image of garbage.
     if crc != header.params_crc:
         raise entropy.DesyncError("probability tables differ from the encoder's (parameter CRC "
                                   "mismatch): refusing to decode")
     if broken is not None:
         raise broken
+    rgb = np.empty((header.height, header.width, 3), dtype=np.uint8)
+    for top, left, h, w in _tiles(header):
+        rgb[top:top + h, left:left + w] = _synthesize_tile(codec, latents, header, (top, left, h, w),
+                                                           device, side)
     alpha = _decode_alpha(container.streams[-1], header) if has_alpha else None
     return Picture(rgb, alpha, header.layout)
 
@@ -265,14 +334,43 @@ def _tile_tables(codec: LoadedCodec, z_stream: bytes, h: int, w: int, beta: floa
     return y_params, codec.y_tables(y_params)
 
 
-def _decode_tile(codec: LoadedCodec, y_stream: bytes, y_params: mixture.MixtureParams,
-                 y_q: entropy.QuantizedMixture, h: int, w: int, beta: float, device: str):
-    """The second half: y stream → ŷ → synthesis → RGB tile (h, w, 3) uint8."""
-    y_hat = torch.from_numpy(_decode_stream(y_stream, y_q)).float().view(1, *y_params.means.shape[1:])
+def _decode_latents(y_stream: bytes, y_params: mixture.MixtureParams,
+                    y_q: entropy.QuantizedMixture) -> torch.Tensor:
+    """The second half of the entropy decoding: y stream → ŷ of one tile, (1, C, h', w')."""
+    return torch.from_numpy(_decode_stream(y_stream, y_q)).float().view(1, *y_params.means.shape[1:])
 
-    beta32 = torch.tensor([beta], dtype=torch.float64).float()
-    x_hat = codec.transforms(device).synthesis(y_hat.to(device), beta32.to(device)).cpu()
-    x_hat = x_hat[0, :, :h, :w].clamp(0, 1)  # NaN from a forged stream also ends up in [0, 1]
+
+def _synthesize_tile(codec: LoadedCodec, latents: dict, header: fcx.Header,
+                     tile: tuple[int, int, int, int], device: str, side: np.ndarray | None):
+    """ŷ of the tile and the context it borrows from its neighbours' ŷ → synthesis (with the side
+    view, if any) → the tile's RGB (h, w, 3) uint8. The mirror of `_encode_tile`'s window."""
+    top, left, h, w = tile
+    model = codec.transforms(device)
+    stride, factor = model.stride, model.latent_stride
+    above, before, below, after = _context(top, left, h, w, header.height, header.width)
+    r0, c0 = (top - above) // factor, (left - before) // factor
+    r1 = (top + _padded(h, stride) + below) // factor
+    c1 = (left + _padded(w, stride) + after) // factor
+    y_hat = torch.zeros(1, next(iter(latents.values())).shape[1], r1 - r0, c1 - c0)
+    for dt, dl in ((dt, dl) for dt in (-1, 0, 1) for dl in (-1, 0, 1)):
+        block = latents.get((top + dt * header.tile, left + dl * header.tile))
+        if block is None:
+            continue
+        # copy the overlap of this (neighbouring) tile's ŷ with the window
+        bt, bl = (top + dt * header.tile) // factor, (left + dl * header.tile) // factor
+        rows = slice(max(r0, bt), min(r1, bt + block.shape[2]))
+        cols = slice(max(c0, bl), min(c1, bl + block.shape[3]))
+        if rows.start < rows.stop and cols.start < cols.stop:
+            y_hat[..., rows.start - r0:rows.stop - r0, cols.start - c0:cols.stop - c0] = \
+                block[..., rows.start - bt:rows.stop - bt, cols.start - bl:cols.stop - bl]
+
+    beta32 = torch.tensor([header.beta], dtype=torch.float64).float().to(device)
+    if side is None:
+        x_hat = model.synthesis(y_hat.to(device), beta32).cpu()
+    else:
+        window = _region(side, r0 * factor, c0 * factor, (r1 - r0) * factor, (c1 - c0) * factor)
+        x_hat = model.synthesis(y_hat.to(device), beta32, window.to(device)).cpu()
+    x_hat = x_hat[0, :, above:above + h, before:before + w].clamp(0, 1)  # NaN from a forged stream also ends up in [0, 1]
     x_hat = torch.nan_to_num(x_hat, nan=0.0)
     return x_hat.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 

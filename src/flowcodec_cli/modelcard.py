@@ -54,6 +54,26 @@ def kodak_results(bench_path: Path, model: str) -> dict:
     }
 
 
+def stereo_results(bench_path: Path, model: str) -> dict:
+    """The model's curve on held-out stereo pairs and its BD figures against the other curves of
+    the same run, from a `flowcodec bench --stereo` JSON report."""
+    report = json.loads(bench_path.read_text())
+    curve = report["curves"][model]
+    keep = ("setting", "bpp", "bpp_estimated", "psnr", "ms_ssim", "psnr_wrong_side",
+            "median_encode_s", "median_decode_s")
+    return {
+        "bench_report": str(bench_path),
+        "pairs": report["config"]["pairs"],
+        "directory": report["config"]["directory"],
+        "date": report["environment"]["date"],
+        "role": curve["role"],
+        "points": [{k: p.get(k) for k in keep} for p in curve["points"]],
+        "bd_vs_same_run": [{"reference": b["reference"], "bd_rate_psnr_pct": b["psnr"]["bd_rate_pct"],
+                            "bd_psnr_db": b["psnr"]["bd_quality_db"]}
+                           for b in report["bd"] if b["curve"] == model],
+    }
+
+
 def training_command(args: dict) -> str:
     return "flowcodec train " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
@@ -68,7 +88,7 @@ def stage(checkpoint: Path) -> dict:
 
 
 def build_card(weights: Path, checkpoint: Path, bench: Path | None,
-               earlier: list[Path] = ()) -> dict:
+               earlier: list[Path] = (), stereo_bench: Path | None = None) -> dict:
     architecture, config, tensors = zoo.load_state(weights)
     model = build_model(architecture, config)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -85,7 +105,7 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None,
         "beta_range": [config["beta_min"], config["beta_max"]],
         "training": {
             "command": command,
-            "data": args["data"],
+            "data": args["data"] + list(args.get("stereo") or []),
             "steps": state.get("steps_before", 0) + state["step"],
             "steps_this_run": state["step"],
             "continued_from": args.get("init_from") or None,
@@ -101,6 +121,8 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None,
     }
     if bench is not None:
         card["kodak"] = kodak_results(bench, weights.stem)
+    if stereo_bench is not None:
+        card["stereo"] = stereo_results(stereo_bench, weights.stem)
     return card
 
 
@@ -109,11 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", type=Path, required=True)
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--bench", type=Path)
+    p.add_argument("--stereo-bench", type=Path, help="a `flowcodec bench --stereo` JSON report")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--earlier", type=Path, nargs="*", default=[],
                    help="checkpoints of the runs these weights were continued from (--init-from)")
     a = p.parse_args(argv)
-    card = build_card(a.weights, a.checkpoint, a.bench, a.earlier)
+    card = build_card(a.weights, a.checkpoint, a.bench, a.earlier, a.stereo_bench)
     a.out.write_text(json.dumps(card, indent=2) + "\n")
     print(f"wrote {a.out}")
 

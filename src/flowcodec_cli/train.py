@@ -9,6 +9,12 @@ range. The loss is the information-bottleneck Lagrangian of the brief,
 divided per sample by sqrt(β / β_mid) so that the high- and low-rate ends get gradients of
 comparable size (a per-β positive weight does not move any β's optimum).
 
+Side-information models (`--model side-info`) train on pairs (`stereo.py`): real stereo pairs
+from `--stereo` folders and synthetic pairs made from the `--data` photos; the loss is the same
+Lagrangian with the reconstruction computed from ŷ and the side view (the distributed objective
+when only the decoder sees the side view). `--stereo` with another model trains it on the coded
+views of the same pairs, without side information (the "separate" control).
+
 Never imported by encode or decode. Checkpoints hold model, optimizer, step and RNG state so a
 killed run resumes exactly where it stopped; `export` writes fp16 weights for `weights/`.
 """
@@ -28,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import stereo
 from .models import build_model, MODEL_CLASSES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".tif", ".tiff", ".webp", ".bmp"}
@@ -76,12 +83,13 @@ def sample_betas(batch: int, beta_min: float, beta_max: float, rng: random.Rando
 
 
 def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool,
-            rate_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+            rate_weight: float = 1.0, side: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """The weighted Lagrangian for a batch, plus per-batch bpp and PSNR for the log.
 
-    `rate_weight` < 1 scales β down during a rate warm-up (the β-schedule ablation)."""
+    `rate_weight` < 1 scales β down during a rate warm-up (the β-schedule ablation).
+    `side`: the side views, for models that use side information."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(x, beta)
+        out = model(x, beta, side) if model.side_info_at_decoder else model(x, beta)
     x_hat = out["x_hat"].float()
     pixels = x.shape[2] * x.shape[3]
     mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))  # (B,)
@@ -96,6 +104,29 @@ def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool,
         "psnr": (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item(),
     }
     return loss, stats
+
+
+def load_grown(model, tensors: dict[str, torch.Tensor]) -> tuple[list[str], list[str], list[str]]:
+    """Load trained tensors into a model that may be bigger: new modules keep their init, and a
+    weight whose input channels grew (dim 1, e.g. a fusion layer given more inputs) gets the
+    trained values for the old channels and zeros for the new ones, so the model computes
+    exactly what the trained one did until training moves the new weights.
+
+    Returns (missing keys, unexpected keys, grown keys); any other shape change is an error."""
+    own = model.state_dict()
+    grown = []
+    for key, value in tensors.items():
+        if key in own and own[key].shape != value.shape:
+            new = own[key]
+            if (new.dim() < 2 or new.shape[0] != value.shape[0] or new.shape[2:] != value.shape[2:]
+                    or new.shape[1] < value.shape[1]):
+                raise SystemExit(f"{key}: trained shape {tuple(value.shape)} does not fit {tuple(new.shape)}")
+            widened = torch.zeros_like(new)
+            widened[:, :value.shape[1]] = value
+            tensors = {**tensors, key: widened}
+            grown.append(key)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    return list(missing), list(unexpected), grown
 
 
 def save_checkpoint(path: Path, model, optimizer, step: int, args: dict, rng: random.Random,
@@ -173,14 +204,19 @@ def train(args: argparse.Namespace) -> None:
         from . import zoo
         architecture, config, tensors = zoo.load_state(Path(args.init_from))
         # --config may change training-only fields (e.g. the flow's synthesis_input)
-        model = build_model(architecture, {**config, **json.loads(args.config or "{}")})
-        model.load_state_dict(tensors)
+        model = build_model(args.model or architecture, {**config, **json.loads(args.config or "{}")})
+        missing, unexpected, grown = load_grown(model, tensors)
+        if unexpected:
+            raise SystemExit(f"--init-from {args.init_from}: {model.name} has no {unexpected}")
+        if missing or grown:  # a bigger model built on a trained one (e.g. side-info on hyperprior)
+            print(f"new (not in {args.init_from}): {sorted({k.split('.')[0] for k in missing})}; "
+                  f"more input channels: {grown}")
         state, step = None, 0
         steps_before = zoo.trained_steps(Path(args.init_from))
         print(f"initialized from {args.init_from} ({architecture}, {steps_before} steps)", flush=True)
     else:
         overrides = json.loads(args.config) if args.config else {}
-        model = build_model(args.model, overrides)
+        model = build_model(args.model or "hyperprior", overrides)
         state, step, steps_before = None, 0, 0
     device = torch.device(args.device)
     model.to(device)
@@ -189,8 +225,14 @@ def train(args: argparse.Namespace) -> None:
         optimizer.load_state_dict(_reordered_optimizer_state(state, model))
     model.train()
 
+    crop_width = args.crop_width or args.crop
+    if args.crop % model.stride or crop_width % model.stride:
+        raise SystemExit(f"--crop {args.crop} and --crop-width {crop_width} must be multiples "
+                         f"of the model stride {model.stride}")
     images = load_folder_images(args.data, args.max_side, args.crop)
-    print(f"{len(images)} training images, model {model.name} {model.config.to_dict()}, "
+    paired = bool(args.stereo) or model.side_info_at_decoder
+    pairs = stereo.load_pairs(args.stereo) if args.stereo else []
+    print(f"{len(images)} training images, {len(pairs)} stereo pairs, model {model.name} {model.config.to_dict()}, "
           f"{sum(p.numel() for p in model.parameters())} parameters", flush=True)
 
     log = open(run_dir / "log.jsonl", "a")
@@ -200,10 +242,14 @@ def train(args: argparse.Namespace) -> None:
     while step < args.steps:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr)
-        x = random_batch(images, args.batch, args.crop, rng).to(device)
+        if paired:
+            x, side = (t.to(device) for t in stereo.random_pair_batch(
+                images, pairs, args.batch, args.crop, crop_width, args.real_pair_fraction, rng))
+        else:
+            x, side = random_batch(images, args.batch, args.crop, rng).to(device), None
         beta = sample_betas(args.batch, model.config.beta_min, model.config.beta_max, rng).to(device)
         rate_weight = min(1.0, step / args.rate_warmup) if args.rate_warmup else 1.0
-        loss, stats = rd_loss(model, x, beta, args.bf16, rate_weight)
+        loss, stats = rd_loss(model, x, beta, args.bf16, rate_weight, side)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -229,7 +275,8 @@ def train(args: argparse.Namespace) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="flowcodec-train", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="hyperprior", choices=sorted(MODEL_CLASSES))
+    p.add_argument("--model", default=None, choices=sorted(MODEL_CLASSES),
+                   help="architecture (default: that of --init-from, else hyperprior)")
     p.add_argument("--config", default="", help="JSON overrides of the model config")
     p.add_argument("--init-from", default="",
                    help="start from these weights (.safetensors, e.g. weights/flow.safetensors) "
@@ -238,7 +285,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-dir", required=True, help="checkpoint and log folder; resumes if it has one")
     p.add_argument("--steps", type=int, default=40000)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--crop", type=int, default=128, help="crop height (and width)")
+    p.add_argument("--crop-width", type=int, default=0, help="crop width if not --crop")
+    p.add_argument("--stereo", nargs="*", default=[],
+                   help="stereo pair folders (left/NAME, right/NAME): train on pairs")
+    p.add_argument("--real-pair-fraction", type=float, default=0.25,
+                   help="share of real --stereo pairs in a pair batch (the rest are synthetic)")
     p.add_argument("--max-side", type=int, default=384)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--clip", type=float, default=1.0)

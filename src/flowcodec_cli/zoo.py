@@ -30,6 +30,7 @@ class ZooEntry:
     architecture: str
     file: str
     sha256: str
+    stereo: bool = False  # the side-information family: benchmarked on pairs (bench --stereo)
 
 
 REGISTRY: dict[str, ZooEntry] = {}
@@ -53,6 +54,33 @@ _register(ZooEntry(
     architecture="flow",
     file="flow.safetensors",
     sha256="bb1136399e35328b79026f374571ea791eaa5221b59b5da370930232c36abb9a",
+))
+
+# The side-information family (bench --stereo): trained together on stereo and synthetic pairs,
+# from the hyperprior weights, for the same steps. dsc-separate is the control without side
+# information, dsc the distributed codec (the product), dsc-joint the upper bound.
+_register(ZooEntry(
+    name="dsc",
+    architecture="side-info",
+    file="dsc.safetensors",
+    sha256="1d31da2df4426761c199b30ac3517ed2764038ba87ebc043b1add346a8ee1383",
+    stereo=True,
+))
+
+_register(ZooEntry(
+    name="dsc-joint",
+    architecture="side-info",
+    file="dsc-joint.safetensors",
+    sha256="c4dfc2e88fbf18b52ca6441af10e337b5b3eddb36483af7cb17a0a575d70b3b4",
+    stereo=True,
+))
+
+_register(ZooEntry(
+    name="dsc-separate",
+    architecture="hyperprior",
+    file="dsc-separate.safetensors",
+    sha256="a0042ea2355357daeb18abf0671091b026c0cf93100f5a73c690c4629d8dba34",
+    stereo=True,
 ))
 
 DEFAULT_MODEL = "hyperprior"

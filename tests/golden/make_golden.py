@@ -20,20 +20,29 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "data"
 
 
-def cases() -> dict[str, tuple[images.Picture, float, str]]:
-    """name → (picture, β, model)."""
+def cases() -> dict[str, tuple[images.Picture, float, str, images.Picture | None]]:
+    """name → (picture, β, model, side-information picture or None)."""
     parrots = images.read_image(DATA / "parrots_256x192.png")
     rng = np.random.default_rng(2026)
     yy, xx = np.mgrid[0:37, 0:53]
     smooth = np.stack([xx * 4, yy * 6, (xx + yy) * 2], axis=2).astype(np.uint8)
     alpha = (rng.random((37, 53)) * 255).astype(np.uint8)
+    left, right = (images.read_image(DATA / "stereo" / view / "cup_upright.png")
+                   for view in ("left", "right"))
     return {
-        "parrots_b0.0005": (parrots, 0.0005, "hyperprior"),
-        "parrots_b0.02": (parrots, 0.02, "hyperprior"),
-        "gradient_rgba_b0.005": (images.Picture(smooth, alpha, fcx.LAYOUT_RGBA), 0.005, "hyperprior"),
-        "parrots_tiled64_b0.005": (parrots, 0.005, "hyperprior"),
-        "parrots_flow_b0.002": (parrots, 0.002, "flow"),
+        "parrots_b0.0005": (parrots, 0.0005, "hyperprior", None),
+        "parrots_b0.02": (parrots, 0.02, "hyperprior", None),
+        "gradient_rgba_b0.005": (images.Picture(smooth, alpha, fcx.LAYOUT_RGBA), 0.005, "hyperprior", None),
+        "parrots_tiled64_b0.005": (parrots, 0.005, "hyperprior", None),
+        "parrots_flow_b0.002": (parrots, 0.002, "flow", None),
+        "cup_dsc_b0.01": (left, 0.01, "dsc", right),
     }
+
+
+def encode(picture, beta, model, side, tile) -> bytes:
+    """The golden encode: the side picture goes to encoders that see it (joint models) only."""
+    joint = codec.LoadedCodec.get(model).model.side_info_at_encoder
+    return codec.encode(picture, beta, model, tile=tile, side_info=side if joint else None)[0]
 
 
 def pixel_digest(picture: images.Picture) -> str:
@@ -45,12 +54,12 @@ def pixel_digest(picture: images.Picture) -> str:
 
 def main() -> None:
     manifest = {}
-    for name, (picture, beta, model) in cases().items():
+    for name, (picture, beta, model, side) in cases().items():
         tile = 64 if "tiled64" in name else codec.DEFAULT_TILE
-        data, _ = codec.encode(picture, beta, model, tile=tile)
+        data = encode(picture, beta, model, side, tile)
         (HERE / f"{name}.fcx").write_bytes(data)
         manifest[name] = {"fcx_sha256": hashlib.sha256(data).hexdigest(),
-                          "decoded_sha256": pixel_digest(codec.decode(data))}
+                          "decoded_sha256": pixel_digest(codec.decode(data, side_info=side))}
     (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(manifest, indent=2))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .flow import FlowCodec
 from .hyperprior import HyperpriorCodec
+from .side_info import SideInfoCodec
 
 MODEL_CLASSES: dict[str, type] = {}
 
@@ -17,6 +18,7 @@ def register(cls: type) -> type:
 
 register(HyperpriorCodec)
 register(FlowCodec)
+register(SideInfoCodec)
 
 
 def build_model(name: str, config: dict | None = None):

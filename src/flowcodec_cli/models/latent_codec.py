@@ -52,6 +52,11 @@ class LatentCodec(nn.Module):
     #: Total downsampling from the image to z: inputs are padded to a multiple of this.
     stride: int
 
+    @property
+    def latent_stride(self) -> int:
+        """Downsampling from the image to y: h_a takes y to z with two stride-2 layers."""
+        return self.stride // 4
+
     def build_entropy_model(self, latent: int, width: int, hyper: int, components: int,
                             beta_min: float, beta_max: float) -> None:
         """h_a: y (latent ch.) → z (hyper ch., 4× smaller); h_s: ẑ → K·3 parameters per y element."""
@@ -90,6 +95,11 @@ class LatentCodec(nn.Module):
     #: training noise for the rate term (and for `synthesis_input` where a model uses it)
     noise = "uniform"
 
+    #: Models that use a side-information image take it as a third argument `side` (B,3,H,W):
+    #: in `synthesis` if `side_info_at_decoder`, in `analysis` if `side_info_at_encoder`.
+    side_info_at_encoder = False
+    side_info_at_decoder = False
+
     # --- the entropy model ---------------------------------------------------------------------
 
     def hyper_analysis(self, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -115,13 +125,15 @@ class LatentCodec(nn.Module):
 
     # --- training -------------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor, beta: torch.Tensor) -> dict:
-        """Training pass. Returns the reconstruction and the bits of y and z per image (B,)."""
-        y, z = self.analysis(x, beta)
+    def forward(self, x: torch.Tensor, beta: torch.Tensor, side: torch.Tensor | None = None) -> dict:
+        """Training pass. Returns the reconstruction and the bits of y and z per image (B,).
+        `side`: the side-information image, for the models that use it."""
+        y, z = self.analysis(x, beta, side) if self.side_info_at_encoder else self.analysis(x, beta)
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
         z_bits = mixture.bits(mixture.bin_likelihood(z_noisy, self.z_prior(z.shape)))
         y_params = self.y_prior(round_ste(z), beta)
         y_noisy = y + quantization_noise(y, self.noise)
         y_bits = mixture.bits(mixture.bin_likelihood(y_noisy, y_params))
-        x_hat = self.synthesis(self.synthesis_input(y, y_noisy), beta)
+        y_synth = self.synthesis_input(y, y_noisy)
+        x_hat = self.synthesis(y_synth, beta, side) if self.side_info_at_decoder else self.synthesis(y_synth, beta)
         return {"x_hat": x_hat, "y_bits_per_image": y_bits, "z_bits_per_image": z_bits}
