@@ -88,7 +88,8 @@ def stage(checkpoint: Path) -> dict:
 
 
 def build_card(weights: Path, checkpoint: Path, bench: Path | None,
-               earlier: list[Path] = (), stereo_bench: Path | None = None) -> dict:
+               earlier: list[Path] = (), stereo_bench: Path | None = None,
+               notes: list[str] = ()) -> dict:
     architecture, config, tensors = zoo.load_state(weights)
     model = build_model(architecture, config)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -117,6 +118,7 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None,
                         + (", bfloat16 autocast" if args.get("bf16") else ", float32"),
             "test_set_used_for_training": False,
             "earlier_stages": [stage(c) for c in earlier],
+            "notes": list(notes),  # what the artefacts cannot show (e.g. a change between resumes)
         },
     }
     if bench is not None:
@@ -132,11 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--bench", type=Path)
     p.add_argument("--stereo-bench", type=Path, help="a `flowcodec bench --stereo` JSON report")
+    p.add_argument("--note", action="append", default=[],
+                   help="a training fact the checkpoints do not record (repeatable)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--earlier", type=Path, nargs="*", default=[],
                    help="checkpoints of the runs these weights were continued from (--init-from)")
     a = p.parse_args(argv)
-    card = build_card(a.weights, a.checkpoint, a.bench, a.earlier, a.stereo_bench)
+    card = build_card(a.weights, a.checkpoint, a.bench, a.earlier, a.stereo_bench, a.note)
     a.out.write_text(json.dumps(card, indent=2) + "\n")
     print(f"wrote {a.out}")
 
