@@ -239,3 +239,13 @@ def test_side_info_decoding_is_identical_across_threads(tmp_path, distributed_fi
                          capture_output=True, text=True)
     expected = codec.decode(distributed_file, side_info=_picture("right")).rgb.tobytes()
     assert out.stdout.strip() == hashlib.sha256(expected).hexdigest()
+
+
+def test_tiled_side_info_file_decodes_like_the_untiled_one():
+    """Each tile is synthesized with the side view's matching window (tile + shared context)."""
+    left, right = _picture("left"), _picture("right")
+    tiled, _ = codec.encode(left, 0.01, "dsc", tile=64)
+    whole, _ = codec.encode(left, 0.01, "dsc")
+    assert fcx.unpack(tiled).header.tile_grid == (3, 4)
+    tiled_psnr = _psnr(left.rgb, codec.decode(tiled, side_info=right).rgb)
+    assert tiled_psnr > _psnr(left.rgb, codec.decode(whole, side_info=right).rgb) - 0.3
