@@ -390,19 +390,25 @@ def _quality(original: np.ndarray, decoded: np.ndarray) -> dict:
 
 
 def measure_model(codec: Codec, beta: float, image: BenchImage, device: str,
-                  workdir: Path) -> dict:
-    """Encode to a real .fcx file, decode from it, and measure everything."""
+                  workdir: Path, side: np.ndarray | None = None) -> tuple[dict, bytes]:
+    """Encode to a real .fcx file, decode from it, and measure everything. Returns the point and
+    the file's bytes. `side`: the side-information image, given to the encoder and the decoder
+    of models that use it there (bench --stereo)."""
     from . import codec as neural, fcx
     from .images import Picture
+    model = neural.LoadedCodec.get(codec.key).model
+    side_picture = None if side is None else Picture(side, None, fcx.LAYOUT_RGB)
     picture = Picture(image.rgb, None, fcx.LAYOUT_RGB)
     start = time.perf_counter()
-    data, stats = neural.encode(picture, beta, codec.key, device=device)
+    data, stats = neural.encode(picture, beta, codec.key, device=device,
+                                side_info=side_picture if model.side_info_at_encoder else None)
     encode_s = time.perf_counter() - start
     path = workdir / f"{Path(image.name).stem}-{codec.key}-{_setting_name(beta)}.fcx"
     path.write_bytes(data)
     file_bytes = path.stat().st_size
     start = time.perf_counter()
-    decoded = neural.decode(path.read_bytes(), device=device)
+    decoded = neural.decode(path.read_bytes(), device=device,
+                            side_info=side_picture if model.side_info_at_decoder else None)
     decode_s = time.perf_counter() - start
     path.unlink()
     pixels = image.pixels
@@ -419,7 +425,7 @@ def measure_model(codec: Codec, beta: float, image: BenchImage, device: str,
     }
     point.update(_quality(image.rgb, decoded.rgb))
     point.update(_timing(encode_s, decode_s, pixels))
-    return point
+    return point, data
 
 
 def measure_classical(codec: Codec, setting: float, image: BenchImage) -> dict:
@@ -472,6 +478,16 @@ def cache_store(path: Path, key: dict, point: dict) -> None:
 
 
 # --- curves and BD --------------------------------------------------------------------------
+
+
+def build_curves(codecs: list[Codec], points: list[dict], n_images: int) -> dict[str, dict]:
+    """`build_curve` for every codec that has points, keyed by codec."""
+    curves = {}
+    for codec in codecs:
+        mine = [p for p in points if p["codec"] == codec.key]
+        if mine:
+            curves[codec.key] = build_curve(codec, mine, n_images)
+    return curves
 
 
 def build_curve(codec: Codec, points: list[dict], n_images: int) -> dict:
@@ -680,7 +696,7 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
                 else:
                     try:
                         if codec.kind == "model":
-                            measured = measure_model(codec, setting, image, device, workdir)
+                            measured, _ = measure_model(codec, setting, image, device, workdir)
                         else:
                             measured = measure_classical(codec, setting, image)
                     except KeyboardInterrupt:
@@ -707,11 +723,7 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
     finally:
         bar.close()
 
-    curves = {}
-    for codec in all_codecs:
-        mine = [p for p in points if p["codec"] == codec.key]
-        if mine:
-            curves[codec.key] = build_curve(codec, mine, len(bench_images))
+    curves = build_curves(all_codecs, points, len(bench_images))
     document = {
         "format": FORMAT,
         "environment": environment(device, threads),

@@ -18,15 +18,14 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .bench import (BenchResult, BenchUsageError, _describe, _fmt, _notice, _peak_rss_mib, _quality,
-                    _sha256_bytes, _table, _timing, _write_text, bd_pair, build_curve, curve_points,
-                    environment, plan_models)
+from .bench import (BenchImage, BenchResult, BenchUsageError, Codec, _describe, _fmt, _notice,
+                    _peak_rss_mib, _quality, _sha256_bytes, _table, _write_text, bd_pair,
+                    build_curves, curve_points, environment, measure_model, plan_models)
 from .images import IMAGE_SUFFIXES, Picture
 
 FORMAT = "flowcodec-bench-stereo/1"
@@ -56,34 +55,16 @@ def wrong_side(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.array(Image.fromarray(rgb).resize((width, height), Image.BICUBIC))
 
 
-def measure_pair(model: str, beta: float, left: np.ndarray, right: np.ndarray,
-                 wrong: np.ndarray, workdir: Path) -> dict:
-    """Encode the left view to a real .fcx file, decode it (with the right view where the model
-    uses side information) and measure; also decode with the wrong side image."""
+def measure_pair(codec: Codec, beta: float, name: str, sha: str, left: np.ndarray,
+                 right: np.ndarray, wrong: np.ndarray, workdir: Path) -> dict:
+    """bench's `measure_model` on the left view with the right view as side information; models
+    that decode with side information also decode the same file with the wrong side image."""
     from . import codec as neural, fcx
-    loaded = neural.LoadedCodec.get(model).model
-    to_picture = lambda rgb: Picture(rgb, None, fcx.LAYOUT_RGB)  # noqa: E731
-    side = to_picture(right)
-    start = time.perf_counter()
-    data, stats = neural.encode(to_picture(left), beta, model,
-                                side_info=side if loaded.side_info_at_encoder else None)
-    encode_s = time.perf_counter() - start
-    path = workdir / f"{model}-{beta:g}.fcx"
-    path.write_bytes(data)
-    start = time.perf_counter()
-    decoded = neural.decode(path.read_bytes(), side_info=side if loaded.side_info_at_decoder else None)
-    decode_s = time.perf_counter() - start
-    pixels = left.shape[0] * left.shape[1]
-    point = {"bytes": len(data), "bpp_file": 8.0 * len(data) / pixels,
-             "bpp_payload": stats.payload_bits / pixels, "bpp_estimated": stats.estimated_bits / pixels,
-             "payload_bits": int(stats.payload_bits), "estimated_bits": float(stats.estimated_bits),
-             "container_bytes": len(data) - stats.payload_bits / 8.0}
-    point.update(_quality(left, decoded.rgb))
-    point.update(_timing(encode_s, decode_s, pixels))
-    if loaded.side_info_at_decoder:
-        garbled = neural.decode(path.read_bytes(), side_info=to_picture(wrong))
+    point, data = measure_model(codec, beta, BenchImage(name, Path(name), sha, left), "cpu", workdir,
+                                side=right)
+    if neural.LoadedCodec.get(codec.key).model.side_info_at_decoder:
+        garbled = neural.decode(data, side_info=Picture(wrong, None, fcx.LAYOUT_RGB))
         point["psnr_wrong_side"] = _quality(left, garbled.rgb)["psnr"]
-    path.unlink()
     return point
 
 
@@ -126,7 +107,7 @@ def run_stereo(directory, *, models: list[str] | None = None, betas: tuple[float
                 other = loaded[(i + 1) % len(loaded)][2]
                 bar.set_description(f"{codec.key} {beta:g}", refresh=False)
                 try:
-                    measured = measure_pair(codec.key, beta, left, right,
+                    measured = measure_pair(codec, beta, name, sha, left, right,
                                             wrong_side(other, *left.shape[:2]), Path(tmp))
                 except KeyboardInterrupt:
                     raise
@@ -143,17 +124,13 @@ def run_stereo(directory, *, models: list[str] | None = None, betas: tuple[float
     finally:
         bar.close()
 
-    curves = {}
-    for codec in planned:
-        mine = [p for p in points if p["codec"] == codec.key]
-        if mine:
-            curve = build_curve(codec, mine, len(loaded))
-            curve["role"] = ROLES.get(codec.key, codec.key)
-            for row in curve["points"]:
-                wrong = [p["psnr_wrong_side"] for p in mine
-                         if p["setting"] == row["setting"] and "psnr_wrong_side" in p]
-                row["psnr_wrong_side"] = float(np.mean(wrong)) if wrong else None
-            curves[codec.key] = curve
+    curves = build_curves(planned, points, len(loaded))
+    for key, curve in curves.items():
+        curve["role"] = ROLES.get(key, key)
+        for row in curve["points"]:
+            wrong = [p["psnr_wrong_side"] for p in points if p["codec"] == key
+                     and p["setting"] == row["setting"] and "psnr_wrong_side" in p]
+            row["psnr_wrong_side"] = float(np.mean(wrong)) if wrong else None
     bd = []
     for key, curve in curves.items():
         for ref_key, ref in curves.items():

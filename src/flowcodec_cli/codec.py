@@ -352,12 +352,11 @@ def _synthesize_tile(codec: LoadedCodec, latents: dict, header: fcx.Header,
     r1 = (top + _padded(h, stride) + below) // factor
     c1 = (left + _padded(w, stride) + after) // factor
     y_hat = torch.zeros(1, next(iter(latents.values())).shape[1], r1 - r0, c1 - c0)
-    for dt, dl in ((dt, dl) for dt in (-1, 0, 1) for dl in (-1, 0, 1)):
-        block = latents.get((top + dt * header.tile, left + dl * header.tile))
-        if block is None:
-            continue
+    neighbours = [(top + dt * header.tile, left + dl * header.tile)
+                  for dt in (-1, 0, 1) for dl in (-1, 0, 1)]
+    for t, l in (key for key in neighbours if key in latents):
         # copy the overlap of this (neighbouring) tile's ŷ with the window
-        bt, bl = (top + dt * header.tile) // factor, (left + dl * header.tile) // factor
+        block, bt, bl = latents[t, l], t // factor, l // factor
         rows = slice(max(r0, bt), min(r1, bt + block.shape[2]))
         cols = slice(max(c0, bl), min(c1, bl + block.shape[3]))
         if rows.start < rows.stop and cols.start < cols.stop:

@@ -89,7 +89,7 @@ def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool,
     `rate_weight` < 1 scales β down during a rate warm-up (the β-schedule ablation).
     `side`: the side views, for models that use side information."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(x, beta, side) if model.side_info_at_decoder else model(x, beta)
+        out = model(x, beta, side)  # models without side information ignore it
     x_hat = out["x_hat"].float()
     pixels = x.shape[2] * x.shape[3]
     mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))  # (B,)
