@@ -46,7 +46,7 @@ _register(ZooEntry(
     name="hyperprior",
     architecture="hyperprior",
     file="hyperprior.safetensors",
-    sha256="5d3f18147cd7b7720e886edd45fe549594dab4ada4dfb1535b05af69251a43b4",
+    sha256="212280321372b8146bdd788f9de80920a6169b2aa290796c7706a4a5dfb8dc80",
 ))
 
 _register(ZooEntry(
