@@ -12,6 +12,7 @@ from flowcodec_cli import codec
 
 GOLDEN = Path(__file__).parent / "golden"
 sys.path.insert(0, str(GOLDEN))
+import format_example  # noqa: E402
 import make_golden  # noqa: E402
 
 MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
@@ -31,3 +32,9 @@ def test_encoder_reproduces_golden_file(name):
     tile = 64 if "tiled64" in name else codec.DEFAULT_TILE
     data = make_golden.encode(picture, beta, model, side, tile)
     assert hashlib.sha256(data).hexdigest() == MANIFEST[name]["fcx_sha256"]
+
+
+def test_format_doc_worked_example_is_what_the_encoder_writes():
+    """docs/format.md §2 walks through a real file byte by byte; it must be today's file."""
+    assert format_example.documented() == format_example.render(format_example.example_file()), \
+        "docs/format.md §2 is stale: run python tests/golden/format_example.py"

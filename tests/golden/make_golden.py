@@ -1,5 +1,6 @@
 """Regenerate the golden files: `python tests/golden/make_golden.py` (only when the weights or
-the format change on purpose; the commit must say why).
+the format change on purpose; the commit must say why). It also rewrites the worked example of
+docs/format.md (format_example.py), which shows one of these files byte by byte.
 
 Each golden `.fcx` is committed with the sha256 of the pixels it must decode to. The test
 (tests/test_golden.py) decodes them on whatever machine runs CI, so a decoder that rebuilds other
@@ -15,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from flowcodec_cli import codec, fcx, images
+
+import format_example
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "data"
@@ -61,6 +64,7 @@ def main() -> None:
         manifest[name] = {"fcx_sha256": hashlib.sha256(data).hexdigest(),
                           "decoded_sha256": pixel_digest(codec.decode(data, side_info=side))}
     (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    format_example.write(format_example.render(format_example.example_file()))
     print(json.dumps(manifest, indent=2))
 
 
