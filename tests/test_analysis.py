@@ -80,9 +80,12 @@ def test_gaps_add_up_to_the_total(result):
 def test_bound_and_real_rate_are_consistent(result):
     # The Gaussian reverse water-filling rate at the latents' second moments is the most a source
     # with those variances can need (the Gaussian is the hardest to compress), not a floor: a
-    # trained hyperprior, whose variances adapt per element, may code below it.
+    # trained hyperprior, whose variances adapt per element, may code below it. For the same
+    # reason rounding coded with the channel Gaussian (R_uniform) may also fall below the bound
+    # when the latents are sparser than a Gaussian (it does for the 53,585-step weights), so the
+    # quantization gap has no fixed sign and is not asserted.
     assert 0 < result["bound_bpp"] and 0 < result["real_payload_bpp"]
-    assert result["uniform_quantization_bpp"] >= result["bound_bpp"]  # same model, rounding
+    assert 0 < result["uniform_quantization_bpp"]
     assert result["real_payload_bpp"] < result["bpp_file"]  # the file adds header + CRC
     assert result["beta"] == BETA and result["model"] == "hyperprior"
 

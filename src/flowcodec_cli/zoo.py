@@ -46,7 +46,7 @@ _register(ZooEntry(
     name="hyperprior",
     architecture="hyperprior",
     file="hyperprior.safetensors",
-    sha256="212280321372b8146bdd788f9de80920a6169b2aa290796c7706a4a5dfb8dc80",
+    sha256="ff9b1e9f004c6c19cae98035b14533191ae7a9d05ee7a8203904f53d81e8fd67",
 ))
 
 _register(ZooEntry(
