@@ -38,3 +38,19 @@ def test_format_doc_worked_example_is_what_the_encoder_writes():
     """docs/format.md §2 walks through a real file byte by byte; it must be today's file."""
     assert format_example.documented() == format_example.render(format_example.example_file()), \
         "docs/format.md §2 is stale: run python tests/golden/format_example.py"
+
+
+def test_cli_doc_info_example_is_what_info_prints(tmp_path):
+    """docs/cli.md shows `flowcodec info x.fcx --json` for the same example file."""
+    from click.testing import CliRunner
+
+    from flowcodec_cli.cli import main
+
+    (tmp_path / "x.fcx").write_bytes(format_example.example_file())
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "x.fcx"), "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    doc = (format_example.ROOT / "docs" / "cli.md").read_text()
+    block = doc[doc.index('```json\n{"file": "x.fcx"') + len("```json\n"):]
+    documented = json.loads(block[:block.index("```")])
+    assert documented == {**printed, "file": "x.fcx"}, "docs/cli.md: the info example is stale"

@@ -89,7 +89,7 @@ def render(data: bytes) -> str:
     rows.append((crc_at, data[crc_at:], "file CRC",
                  f"{zlib.crc32(data[:crc_at]):#010x} = `zlib.crc32(data[:{crc_at:#x}])`"))
     assert crc_at + 4 == len(data)
-    fixed = rows[[r[2] for r in rows].index("length of stream 0")][0]
+    fixed = next(offset for offset, _, name_, _ in rows if name_ == "length of stream 0")
     pixels = h.height * h.width
     table = ["| offset | bytes | field | value |", "|--------|-------|-------|-------|"]
     for offset, field_bytes, field_name, value in rows:
