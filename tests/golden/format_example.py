@@ -10,7 +10,7 @@ entropy-coder constants do. Writing it by hand after each retraining was error-p
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import struct
 import sys
 import zlib
@@ -26,18 +26,16 @@ SECTION_START = "## 2. Worked example\n"
 SECTION_END = "## 3. Tiles\n"
 
 
+@functools.cache
 def example_file() -> bytes:
-    """What `flowcodec encode tests/data/parrots_256x192.png --beta 0.005` writes."""
+    """What `flowcodec encode tests/data/parrots_256x192.png --beta 0.005` writes (encoded once
+    per process: both doc tests and the rewrite use it)."""
     return codec.encode(images.read_image(ROOT / IMAGE), BETA, zoo.DEFAULT_MODEL)[0]
 
 
 def _spaced(n: int) -> str:
     """1024 → '1 024': the document's thousands separator."""
     return f"{n:,}".replace(",", " ")
-
-
-def _hex_bytes(data: bytes) -> str:
-    return " ".join(f"{b:02x}" for b in data)
 
 
 def xxd(data: bytes) -> str:
@@ -57,7 +55,7 @@ def render(data: bytes) -> str:
     h = container.header
     z_len, y_len = (len(s) for s in container.streams)
     name = h.model.encode()
-    digest = hashlib.sha256((ROOT / "weights" / f"{h.model}.safetensors").read_bytes()).hexdigest()
+    digest = zoo.sha256_file(ROOT / "weights" / f"{h.model}.safetensors")
     assert digest[:32] == h.weights_digest.hex(), "the example must be made with the shipped weights"
     beta_bits = struct.unpack("<Q", struct.pack("<d", h.beta))[0]
     # (field, size in bytes, value): the fields in file order, so offsets add up as they do in fcx.pack
@@ -94,7 +92,7 @@ def render(data: bytes) -> str:
     table = ["| offset | bytes | field | value |", "|--------|-------|-------|-------|"]
     for offset, field_bytes, field_name, value in rows:
         payload = field_name.startswith("stream ") and "tile" in field_name  # show its first word
-        shown = _hex_bytes(field_bytes[:4]) + " …" if payload else _hex_bytes(field_bytes)
+        shown = field_bytes[:4].hex(" ") + " …" if payload else field_bytes.hex(" ")
         table.append(f"| 0x{offset:02x} | `{shown}` | {field_name} |{f' {value} ' if value else ' '}|")
     return f"""{SECTION_START}
 This file was made with
