@@ -149,6 +149,26 @@ def test_cache_skips_encoding(work, monkeypatch):
     assert calls == {"model": 1, "classical": 0}
 
 
+def test_failing_job_is_reported_and_the_run_goes_on(work, monkeypatch, capsys):
+    tmp, images, _ = work
+    real_classical = bench.measure_classical
+
+    def failing_at_60(codec_, setting, image):
+        if setting == 60.0:
+            raise RuntimeError("encoder crashed")
+        return real_classical(codec_, setting, image)
+
+    monkeypatch.setattr(bench, "measure_classical", failing_at_60)
+    result = bench.run(images, **bench_kwargs(tmp, cache_dir=tmp / "cache-fail",
+                                              betas=BETAS[:1], report_dir=tmp / "report-fail"))
+    what = f"{images / PARROTS.name}: webp at quality 60"
+    assert [failed for failed, _ in result.errors] == [what]
+    assert f"{what}: encoder crashed" in capsys.readouterr().err
+    assert result.document["errors"] == [f"{what}: encoder crashed"]
+    kept = {(p["codec"], p["setting"]) for p in result.document["points"]}
+    assert kept == {("hyperprior", BETAS[0]), ("webp", WEBP[0])}
+
+
 def test_other_weights_get_other_cache_entries(monkeypatch):
     entry = zoo.REGISTRY["hyperprior"]
     original = bench.plan_models(["hyperprior"], BETAS, "cpu")[0]

@@ -63,6 +63,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -312,6 +313,20 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def attempt(what: str, job, errors: list) -> object | None:
+    """Run one bench job. A failure is reported on stderr and recorded in `errors`, and the run goes
+    on: one unreadable image or failing codec must not throw away an hour of measurements. Returns
+    None for a failed job."""
+    try:
+        return job()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one job failing is reported
+        _notice(f"{what}: {_describe(exc)}")
+        errors.append((what, exc))
+        return None
+
+
 def default_betas(config: dict) -> tuple[float, ...]:
     """A model's default sweep: DEFAULT_BETAS inside its range, plus its smallest β when that is
     below 0.0005 (the flow codec's high-fidelity end)."""
@@ -440,6 +455,14 @@ def measure_classical(codec: Codec, setting: float, image: BenchImage) -> dict:
     point.update(_quality(image.rgb, decoded))
     point.update(_timing(encode_s, decode_s, image.pixels))
     return point
+
+
+def measure_point(codec: Codec, setting: float, image: BenchImage, device: str,
+                  workdir: Path) -> dict:
+    """One bench point of either kind of codec (the model's `.fcx` bytes are not kept)."""
+    if codec.kind == "model":
+        return measure_model(codec, setting, image, device, workdir)[0]
+    return measure_classical(codec, setting, image)
 
 
 def _timing(encode_s: float, decode_s: float, pixels: int) -> dict:
@@ -694,17 +717,10 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
                     point = {**point, "cached": True}
                     cached += 1
                 else:
-                    try:
-                        if codec.kind == "model":
-                            measured, _ = measure_model(codec, setting, image, device, workdir)
-                        else:
-                            measured = measure_classical(codec, setting, image)
-                    except KeyboardInterrupt:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - one job failing is reported
-                        what = f"{image.path}: {codec.key} at {codec.setting_kind} {setting:g}"
-                        _notice(f"{what}: {_describe(exc)}")
-                        errors.append((what, exc))
+                    what = f"{image.path}: {codec.key} at {codec.setting_kind} {setting:g}"
+                    measured = attempt(what, partial(measure_point, codec, setting, image, device,
+                                                     workdir), errors)
+                    if measured is None:
                         bar.update(1)
                         continue
                     point = {"codec": codec.key, "kind": codec.kind, "setting": float(setting),

@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .bench import (BenchImage, BenchResult, BenchUsageError, Codec, _describe, _fmt, _notice,
-                    _peak_rss_mib, _quality, _sha256_bytes, _table, _write_text, bd_pair,
+                    _peak_rss_mib, _quality, _sha256_bytes, _table, _write_text, attempt, bd_pair,
                     build_curves, curve_points, environment, measure_model, plan_models)
 from .images import IMAGE_SUFFIXES, Picture
 
@@ -106,16 +107,10 @@ def run_stereo(directory, *, models: list[str] | None = None, betas: tuple[float
                 name, left, right, sha = loaded[i]
                 other = loaded[(i + 1) % len(loaded)][2]
                 bar.set_description(f"{codec.key} {beta:g}", refresh=False)
-                try:
-                    measured = measure_pair(codec, beta, name, sha, left, right,
-                                            wrong_side(other, *left.shape[:2]), Path(tmp))
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - one job failing is reported
-                    what = f"{name}: {codec.key} at β {beta:g}"
-                    _notice(f"{what}: {_describe(exc)}")
-                    errors.append((what, exc))
-                else:
+                job = partial(measure_pair, codec, beta, name, sha, left, right,
+                              wrong_side(other, *left.shape[:2]), Path(tmp))
+                measured = attempt(f"{name}: {codec.key} at β {beta:g}", job, errors)
+                if measured is not None:
                     points.append({"codec": codec.key, "kind": "model", "setting": float(beta),
                                    "image": name, "pair_sha256": sha, **measured,
                                    "warmup": codec.key not in warmed, "rss_after_mib": _peak_rss_mib()})
