@@ -46,7 +46,7 @@ _register(ZooEntry(
     name="hyperprior",
     architecture="hyperprior",
     file="hyperprior.safetensors",
-    sha256="ff9b1e9f004c6c19cae98035b14533191ae7a9d05ee7a8203904f53d81e8fd67",
+    sha256="c95aa9bfc85257c7474de813d1284b9891c3f4f18ac0cdbc90c8b73897f62a3f",
 ))
 
 _register(ZooEntry(
