@@ -57,13 +57,15 @@ def wrong_side(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def measure_pair(codec: Codec, beta: float, name: str, sha: str, left: np.ndarray,
-                 right: np.ndarray, wrong: np.ndarray, workdir: Path) -> dict:
+                 right: np.ndarray, other: np.ndarray, workdir: Path) -> dict:
     """bench's `measure_model` on the left view with the right view as side information; models
-    that decode with side information also decode the same file with the wrong side image."""
+    that decode with side information also decode the same file with the wrong side image, made
+    from `other` (another pair's right view) by `wrong_side`."""
     from . import codec as neural, fcx
     point, data = measure_model(codec, beta, BenchImage(name, Path(name), sha, left), "cpu", workdir,
                                 side=right)
     if neural.LoadedCodec.get(codec.key).model.side_info_at_decoder:
+        wrong = wrong_side(other, *left.shape[:2])
         garbled = neural.decode(data, side_info=Picture(wrong, None, fcx.LAYOUT_RGB))
         point["psnr_wrong_side"] = _quality(left, garbled.rgb)["psnr"]
     return point
@@ -107,8 +109,7 @@ def run_stereo(directory, *, models: list[str] | None = None, betas: tuple[float
                 name, left, right, sha = loaded[i]
                 other = loaded[(i + 1) % len(loaded)][2]
                 bar.set_description(f"{codec.key} {beta:g}", refresh=False)
-                job = partial(measure_pair, codec, beta, name, sha, left, right,
-                              wrong_side(other, *left.shape[:2]), Path(tmp))
+                job = partial(measure_pair, codec, beta, name, sha, left, right, other, Path(tmp))
                 measured = attempt(f"{name}: {codec.key} at β {beta:g}", job, errors)
                 if measured is not None:
                     points.append({"codec": codec.key, "kind": "model", "setting": float(beta),
