@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from flowcodec_cli import codec
+from flowcodec_cli.cli import main
 
 GOLDEN = Path(__file__).parent / "golden"
 sys.path.insert(0, str(GOLDEN))
@@ -42,10 +44,6 @@ def test_format_doc_worked_example_is_what_the_encoder_writes():
 
 def test_cli_doc_info_example_is_what_info_prints(tmp_path):
     """docs/cli.md shows `flowcodec info x.fcx --json` for the same example file."""
-    from click.testing import CliRunner
-
-    from flowcodec_cli.cli import main
-
     (tmp_path / "x.fcx").write_bytes(format_example.example_file())
     result = CliRunner().invoke(main, ["info", str(tmp_path / "x.fcx"), "--json"])
     assert result.exit_code == 0, result.output
