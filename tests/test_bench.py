@@ -61,6 +61,9 @@ def test_json_structure(work):
     assert set(doc["curves"]) == {"hyperprior", "webp"}
     model = doc["curves"]["hyperprior"]
     assert sorted(r["setting"] for r in model["points"]) == sorted(BETAS)
+    network_beta = codec.LoadedCodec.get("hyperprior").network_beta
+    assert [r["network_beta"] for r in model["points"]] == [network_beta(r["setting"])
+                                                           for r in model["points"]]
     assert model["bpp"] == sorted(model["bpp"])
     assert sorted(r["setting"] for r in doc["curves"]["webp"]["points"]) == sorted(WEBP)
     for curve in doc["curves"].values():

@@ -23,6 +23,12 @@ PARROTS = ROOT / "tests" / "data" / "parrots_256x192.png"
 BETA = 0.01
 
 
+def network_beta(beta: float) -> float:
+    """The β the default model runs at (and writes in the header) for a requested β."""
+    from flowcodec_cli import codec
+    return codec.LoadedCodec.get("hyperprior").network_beta(beta)
+
+
 def run(*args, input=None):
     return CliRunner().invoke(cli.main, [str(a) for a in args], input=input)
 
@@ -93,7 +99,7 @@ def test_info_prints_the_header(encoded):
     assert fields["model"] == "hyperprior"
     assert fields["height"] == "192" and fields["width"] == "256"
     assert fields["layout"] == "RGB"
-    assert float(fields["beta"]) == BETA
+    assert float(fields["beta"]) == network_beta(BETA)
     assert fields["format_version"] == "1"
     assert fields["bytes"] == str(encoded.stat().st_size)
     for key in ("weights_digest", "params_crc32", "side_info_required", "streams", "bpp"):
@@ -112,7 +118,7 @@ def test_info_json(encoded):
     assert record["model"] == "hyperprior"
     assert (record["height"], record["width"]) == (192, 256)
     assert record["layout"] == "RGB"
-    assert record["beta"] == BETA
+    assert record["beta"] == network_beta(BETA)
     assert record["format_version"] == 1
     assert record["side_info_required"] is False
     assert len(record["weights_digest"]) == 32 and len(record["params_crc32"]) == 8
@@ -207,7 +213,7 @@ def test_existing_output_is_kept_without_force_and_replaced_with_it(tmp_path):
     result = run("encode", PARROTS, "-o", out, "--beta", BETA, "--force", "-q")
     assert result.exit_code == 0, result.stderr
     header = fcx.unpack(out.read_bytes()).header
-    assert (header.height, header.width, header.beta) == (192, 256, BETA)
+    assert (header.height, header.width, header.beta) == (192, 256, network_beta(BETA))
     assert dir_listing(tmp_path) == ["out.fcx"]
 
 

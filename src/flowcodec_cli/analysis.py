@@ -71,13 +71,14 @@ def analyze(picture: Picture, beta: float, model_name: str) -> dict:
     data, stats = codec_module.encode(picture, beta, model_name,
                                       tile=-(-max(height, width) // unit) * unit)
 
+    network_beta = stats.network_beta  # the latents below must be the ones the file codes
     x = codec_module._image_tensor(picture.rgb, codec.model.stride)
     with torch.backends.mkldnn.flags(enabled=False, allow_tf32=None):
-        y, z = codec.model.analysis(x, torch.tensor([beta]))
+        y, z = codec.model.analysis(x, torch.tensor([network_beta]))
     y = y[0].double()
     y_hat = torch.round(y)
     z_hat = torch.round(z)
-    params = codec.y_params(z_hat, beta)  # (K, C, H, W) float64
+    params = codec.y_params(z_hat, network_beta)  # (K, C, H, W) float64
 
     weights = torch.softmax(params.logits, dim=0)
     second_moment = (weights * (params.scales ** 2 + params.means ** 2)).sum(dim=0)
@@ -100,6 +101,7 @@ def analyze(picture: Picture, beta: float, model_name: str) -> dict:
 
     return {
         "beta": beta,
+        "network_beta": network_beta,
         "model": model_name,
         "bpp_file": 8 * len(data) / pixels,
         "latent_mse_per_element": latent_mse / y.numel(),

@@ -150,7 +150,8 @@ def encode(inputs, beta, model, side_info, output, force, quiet, as_json, device
         write_atomic(dst, data, force)
         pixels = picture.rgb.shape[0] * picture.rgb.shape[1]
         return {"input": src, "output": dst, "bytes": len(data), "bpp": 8 * len(data) / pixels,
-                "estimated_bpp": stats.estimated_bits / pixels, "beta": beta, "model": model}
+                "estimated_bpp": stats.estimated_bits / pixels, "beta": beta,
+                "network_beta": stats.network_beta, "model": model}
 
     _run_batch(jobs, work, quiet, as_json)
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import entropy, fcx, mixture, zoo
+from . import entropy, fcx, mixture, operating_points, zoo
 from .images import Picture
 
 WEIGHTS_DIGEST_BYTES = fcx.DIGEST_BYTES
@@ -46,6 +46,7 @@ class SideInfoError(CodecError):
 class EncodeStats:
     estimated_bits: float   # the model's information content of the coded symbols
     payload_bits: int       # the range-coded streams as written (without container overhead)
+    network_beta: float     # the β the network ran at (the header's β), see operating_points.py
 
 
 class LoadedCodec:
@@ -57,6 +58,8 @@ class LoadedCodec:
     def __init__(self, name: str):
         self.name = name
         self.model, sha = zoo.load(name)
+        # requested β → the β the network runs at, measured for these weights (operating_points.py)
+        self.network_beta = operating_points.read(zoo.weights_path(name))
         self.digest = bytes.fromhex(sha)[:WEIGHTS_DIGEST_BYTES]
         self._on_device: dict = {}
         self.h_s64 = copy.deepcopy(self.model.h_s).double().eval()
@@ -204,6 +207,7 @@ def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL,
     elif side_info is not None:
         raise SideInfoError(f"model {model_name!r} does not use side information at the encoder")
     flags = fcx.FLAG_SIDE_INFO if model.side_info_at_decoder else 0
+    beta = codec.network_beta(beta)  # from here on, and in the header: the β the network runs at
     header = fcx.Header(model_name, codec.digest, height, width, picture.layout, beta, 0, tile, flags)
     streams: list[bytes] = []
     estimate = 0.0
@@ -216,7 +220,7 @@ def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL,
     payload = 8 * sum(len(s) for s in streams)
     if picture.alpha is not None:
         streams.append(zlib.compress(np.ascontiguousarray(picture.alpha).tobytes(), 9))
-    return fcx.pack(fcx.Container(header, streams)), EncodeStats(estimate, payload)
+    return fcx.pack(fcx.Container(header, streams)), EncodeStats(estimate, payload, beta)
 
 
 def _image_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import zoo
+from . import operating_points, zoo
 from .bench import cpu_model
 from .models import build_model
 
@@ -121,6 +121,13 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None,
             "notes": list(notes),  # what the artefacts cannot show (e.g. a change between resumes)
         },
     }
+    knots = operating_points.read(weights).knots
+    if knots:  # requested β → the β the network runs at (operating_points.py)
+        card["operating_points"] = {
+            "knots": [list(k) for k in knots],
+            "measured_with": "python -m flowcodec_cli.operating_points (held-out photos, never Kodak); "
+                             "the measurement is in docs/operating_points.json",
+        }
     if bench is not None:
         card["kodak"] = kodak_results(bench, weights.stem)
     if stereo_bench is not None:

@@ -113,12 +113,17 @@ def load_state(path: Path) -> tuple[str, dict, dict[str, torch.Tensor]]:
     return meta["architecture"], json.loads(meta["config"]), tensors
 
 
-def load(name: str = DEFAULT_MODEL, expected_sha256: str | None = None):
-    """Verify and load a registered model in eval mode. Returns (model, sha256 hex)."""
+def weights_path(name: str) -> Path:
+    """Where a registered model's weights file lives (not yet verified)."""
     if name not in REGISTRY:
         raise WeightsError(f"unknown model {name!r} (known: {', '.join(sorted(REGISTRY))})")
+    return weights_dir() / REGISTRY[name].file
+
+
+def load(name: str = DEFAULT_MODEL, expected_sha256: str | None = None):
+    """Verify and load a registered model in eval mode. Returns (model, sha256 hex)."""
+    path = weights_path(name)
     entry = REGISTRY[name]
-    path = weights_dir() / entry.file
     if not path.is_file():
         raise WeightsError(f"weights file {path} not found")
     actual = sha256_file(path)
