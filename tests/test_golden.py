@@ -51,4 +51,5 @@ def test_cli_doc_info_example_is_what_info_prints(tmp_path):
     doc = (format_example.ROOT / "docs" / "cli.md").read_text()
     block = doc[doc.index('```json\n{"file": "x.fcx"') + len("```json\n"):]
     documented = json.loads(block[:block.index("```")])
-    assert documented == {**printed, "file": "x.fcx"}, "docs/cli.md: the info example is stale"
+    assert documented == {**printed, "file": "x.fcx"}, \
+        "docs/cli.md: the info example is stale; run python tests/golden/format_example.py"

@@ -1,6 +1,7 @@
 """The worked example of docs/format.md (§2), rendered from the bytes the encoder writes today.
 
-    python tests/golden/format_example.py          # rewrite §2 of docs/format.md
+    python tests/golden/format_example.py          # rewrite §2 of docs/format.md and the
+                                                   # `info --json` example of docs/cli.md
     python tests/golden/format_example.py --check  # exit 1 if §2 is stale
 
 The example shows a real file byte by byte, so it changes whenever the weights or the
@@ -11,8 +12,10 @@ entropy-coder constants do. Writing it by hand after each retraining was error-p
 from __future__ import annotations
 
 import functools
+import json
 import struct
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -131,6 +134,37 @@ def write(section: str) -> None:
     DOC.write_text(text[:text.index(SECTION_START)] + section + text[text.index(SECTION_END):])
 
 
+CLI_DOC = ROOT / "docs" / "cli.md"
+INFO_START = '```json\n{"file": "x.fcx"'
+
+
+def info_example() -> str:
+    """What `flowcodec info x.fcx --json` prints for the example file, wrapped for reading."""
+    from click.testing import CliRunner
+    from flowcodec_cli.cli import main as cli_main
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.fcx"
+        path.write_bytes(example_file())
+        result = CliRunner().invoke(cli_main, ["info", str(path), "--json"])
+    record = {**json.loads(result.output), "file": "x.fcx"}
+    items = [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in record.items()]
+    lines, line = [], ""
+    for item in items:
+        if line and len(line) + len(item) > 88:
+            lines.append(line + ",")
+            line = ""
+        line = f"{line}, {item}" if line else item
+    return "{" + "\n ".join(lines + [line]) + "}"
+
+
+def write_info_example() -> None:
+    """Replace the `info --json` example block of docs/cli.md with today's output."""
+    text = CLI_DOC.read_text()
+    start = text.index(INFO_START) + len("```json\n")
+    end = text.index("```", start)
+    CLI_DOC.write_text(text[:start] + info_example() + "\n" + text[end:])
+
+
 def main(argv: list[str]) -> int:
     section = render(example_file())
     if "--check" in argv:
@@ -139,6 +173,7 @@ def main(argv: list[str]) -> int:
             return 1
         return 0
     write(section)
+    write_info_example()
     return 0
 
 

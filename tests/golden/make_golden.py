@@ -65,6 +65,7 @@ def main() -> None:
                           "decoded_sha256": pixel_digest(codec.decode(data, side_info=side))}
     (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     format_example.write(format_example.render(format_example.example_file()))
+    format_example.write_info_example()
     print(json.dumps(manifest, indent=2))
 
 
