@@ -9,7 +9,8 @@ of its real D(R) curve is only about 0.7·β: it spends more bits than the user'
 
 The fix is the encoder's, not the format's: for each requested β the encoder runs the network at
 the β′ that minimizes the real D + β·R averaged over held-out photos, and stores β′ in the header
-(the decoder needs the β the network ran at, and nothing else). The map is a few (β, β′) knots,
+(the decoder needs the β the network ran at, and nothing else). The per-β optima are noisy where
+the curve is flat, so the map is a straight line in log-log (log β′/β against log β) fitted to them. The map is a few (β, β′) knots,
 measured by this module on the shipped fp16 weights and written into that weights file's metadata,
 so it is covered by the weights digest and travels with the weights it was measured for. A
 weights file without knots is run at the requested β (the identity map).
@@ -134,13 +135,23 @@ def measure(model, images: list[torch.Tensor], progress=None) -> dict:
         curve.append(real_rd(model, images, beta))
         if progress:
             progress(beta, *curve[-1])
+    betas = geometric(config.beta_min, config.beta_max, KNOTS_PER_OCTAVE)
+    optima = [best_network_beta(grid, curve, beta) for beta in betas]
+    # Near the ends of the curve the Lagrangian is flat to within measurement noise (0.01%), so
+    # single optima jump around. The map is a straight line in log-log fitted to the optima that
+    # are not stopped by the ends of the range: smooth, monotone, and robust to one bad point.
+    inside = [(math.log(b), math.log(o / b)) for b, o in zip(betas, optima)
+              if config.beta_min < o < config.beta_max]
+    slope, intercept = np.polyfit(*zip(*inside), 1) if len(inside) >= 2 else (0.0, 0.0)
     knots, floor = [], 0.0
-    for beta in geometric(config.beta_min, config.beta_max, KNOTS_PER_OCTAVE):
-        network = _rounded(min(config.beta_max, max(config.beta_min, best_network_beta(grid, curve, beta))))
+    for beta in betas:
+        network = beta * math.exp(intercept + slope * math.log(beta))
+        network = _rounded(min(config.beta_max, max(config.beta_min, network)))
         floor = max(floor, network)  # monotone: a larger β never runs the network at a smaller one
         knots.append((_rounded(beta), floor))
-    return {"knots": knots, "grid": [{"beta": b, "bits_per_dim": r, "mse": d}
-                                     for b, (r, d) in zip(grid, curve)]}
+    return {"knots": knots, "optima": [[b, o] for b, o in zip(betas, optima)],
+            "fit": {"log_ratio_slope": float(slope), "log_ratio_intercept": float(intercept)},
+            "grid": [{"beta": b, "bits_per_dim": r, "mse": d} for b, (r, d) in zip(grid, curve)]}
 
 
 def main(argv: list[str] | None = None) -> None:

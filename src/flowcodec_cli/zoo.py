@@ -46,7 +46,7 @@ _register(ZooEntry(
     name="hyperprior",
     architecture="hyperprior",
     file="hyperprior.safetensors",
-    sha256="c95aa9bfc85257c7474de813d1284b9891c3f4f18ac0cdbc90c8b73897f62a3f",
+    sha256="9db2343fa0f0649a6ec0e588fcbad93c420d67778877ef9c7f331b7e01bdd39d",
 ))
 
 _register(ZooEntry(

@@ -74,7 +74,8 @@ def render(data: bytes) -> str:
         ("width", 4, f"{h.width:#x} = {h.width}"),
         ("layout", 1, fcx.LAYOUT_NAMES[h.layout]),
         ("tile", 2, f"{h.tile:#x} = {_spaced(h.tile)} (`DEFAULT_TILE`): a 1 × 1 grid"),
-        ("beta", 8, f"{beta_bits:#018x} = {h.beta:g}"),
+        ("beta", 8, f"{beta_bits:#018x} = {h.beta:g}"
+                    + (f", the network's β for `--beta {BETA:g}`" if h.beta != BETA else "")),
         ("params CRC", 4, f"{h.params_crc:#010x}"),
         ("stream count", 2, "2 (RGB, one tile: z and y)"),
         ("length of stream 0", 4, f"{z_len:#x} = {_spaced(z_len)}"),
