@@ -48,8 +48,6 @@ def test_cli_doc_info_example_is_what_info_prints(tmp_path):
     result = CliRunner().invoke(main, ["info", str(tmp_path / "x.fcx"), "--json"])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)
-    doc = (format_example.ROOT / "docs" / "cli.md").read_text()
-    block = doc[doc.index('```json\n{"file": "x.fcx"') + len("```json\n"):]
-    documented = json.loads(block[:block.index("```")])
+    documented = format_example.documented_info()
     assert documented == {**printed, "file": "x.fcx"}, \
         "docs/cli.md: the info example is stale; run python tests/golden/format_example.py"

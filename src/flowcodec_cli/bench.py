@@ -907,7 +907,8 @@ def markdown(doc: dict) -> str:
                        "payload/estimate", "PSNR dB", "MS-SSIM", "MS-SSIM dB", "enc s", "dec s"]
             rows = [[f"{r['setting']:g}", f"{r['network_beta']:g}", _fmt(r["bpp"], 4),
                      _fmt(r["bpp_payload"], 4), _fmt(r["bpp_estimated"], 4),
-                     _fmt(r["payload_over_estimate"], 4), _fmt(r["psnr"], 2), _fmt(r["ms_ssim"], 4), _fmt(r["ms_ssim_db"], 2),
+                     _fmt(r["payload_over_estimate"], 4), _fmt(r["psnr"], 2),
+                     _fmt(r["ms_ssim"], 4), _fmt(r["ms_ssim_db"], 2),
                      _fmt(r["median_encode_s"], 3), _fmt(r["median_decode_s"], 3)]
                     for r in curve["points"]]
         else:

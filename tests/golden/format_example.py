@@ -158,11 +158,23 @@ def info_example() -> str:
     return "{" + "\n ".join(lines + [line]) + "}"
 
 
+def _info_block(text: str) -> tuple[int, int]:
+    """Start and end of the `info --json` example's JSON inside docs/cli.md."""
+    start = text.index(INFO_START) + len("```json\n")
+    return start, text.index("```", start)
+
+
+def documented_info() -> dict:
+    """The `info --json` example as committed in docs/cli.md."""
+    text = CLI_DOC.read_text()
+    start, end = _info_block(text)
+    return json.loads(text[start:end])
+
+
 def write_info_example() -> None:
     """Replace the `info --json` example block of docs/cli.md with today's output."""
     text = CLI_DOC.read_text()
-    start = text.index(INFO_START) + len("```json\n")
-    end = text.index("```", start)
+    start, end = _info_block(text)
     CLI_DOC.write_text(text[:start] + info_example() + "\n" + text[end:])
 
 

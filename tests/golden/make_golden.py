@@ -64,8 +64,7 @@ def main() -> None:
         manifest[name] = {"fcx_sha256": hashlib.sha256(data).hexdigest(),
                           "decoded_sha256": pixel_digest(codec.decode(data, side_info=side))}
     (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    format_example.write(format_example.render(format_example.example_file()))
-    format_example.write_info_example()
+    format_example.main([])  # docs/format.md §2 and the cli.md info example
     print(json.dumps(manifest, indent=2))
 
 
