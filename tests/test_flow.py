@@ -72,3 +72,41 @@ def test_flow_training_pass_gives_bits_and_gradients():
     assert (out["y_bits_per_image"] > 0).all() and (out["z_bits_per_image"] > 0).all()
     (out["y_bits_per_image"].sum() + out["x_hat"].sum()).backward()
     assert model.levels[0][0].coupling.net[-1].weight.grad.abs().sum() > 0
+
+
+def test_wavelet_mix_inits_are_orthogonal_and_rotate_which_half_is_changed():
+    from flowcodec_cli.flow_layers import wavelet_mix_inits
+    mats = wavelet_mix_inits(12, 4, colour=True)
+    for w in mats:
+        assert torch.allclose(w @ w.T, torch.eye(12, dtype=w.dtype), atol=1e-12)
+    assert all(((w == 0) | (w == 1)).all() for w in mats[1:])  # permutations after the colour step
+    # the channels a coupling changes (second half, in input order) differ from step to step
+    order = torch.eye(12, dtype=torch.float64)
+    changed = []
+    for w in mats:
+        order = w @ order
+        changed.append(frozenset(order[6:].abs().argmax(1).tolist()))
+    assert len(set(changed)) == 4
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_untrained_wavelet_flow_is_an_orthonormal_colour_haar_transform(levels):
+    model = build_model("flow", {"levels": levels, "steps": 4, "hidden": 8,
+                                 "hyper_width": 16, "hyper_channels": 8})  # mix_init="wavelet"
+    beta = torch.tensor([0.002])
+    with torch.no_grad():
+        # a flat grey image: all its energy lands in one coefficient per block, luma of LL…LL
+        flat = model.flow(torch.full((1, 3, 16, 16), 0.8), beta)
+        energy = (flat ** 2).sum((0, 2, 3))
+        assert (energy > 1e-10).sum() == 1
+        assert torch.allclose(flat.abs().max(), torch.tensor(0.3 * 3 ** 0.5 * 2 ** levels), rtol=1e-5)
+        x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+        y = model.flow(x, beta)
+        assert torch.allclose((y ** 2).sum(), ((x - 0.5) ** 2).sum(), rtol=1e-5)  # orthonormal
+        assert (model.flow_inverse(y, beta) - x).abs().max() < 1e-5
+    # Glow's random rotations spread the flat image over many channels
+    rotation = build_model("flow", {"levels": levels, "steps": 4, "hidden": 8, "mix_init": "rotation",
+                                    "hyper_width": 16, "hyper_channels": 8})
+    with torch.no_grad():
+        spread = rotation.flow(torch.full((1, 3, 16, 16), 0.8), beta)
+    assert ((spread ** 2).sum((0, 2, 3)) > 1e-6).sum() > 3

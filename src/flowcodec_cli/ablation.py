@@ -23,7 +23,11 @@ DATA = "../shared/data"
 TRAIN_FOLDERS = [f"{DATA}/bsds500/train", f"{DATA}/train/imagenet_sample", f"{DATA}/train/sun_hays80"]
 VALIDATION_FOLDER = f"{DATA}/bsds500/val"
 
-#: name → (model config overrides, extra training arguments, what it tests)
+#: The configuration every variant starts from: the flow as it was when the ablations were first
+#: run (Glow's random-rotation 1×1 init), so that earlier variants stay reproducible.
+BASE_CONFIG = {"mix_init": "rotation"}
+
+#: name → (model config overrides on BASE_CONFIG, extra training arguments, what it tests)
 VARIANTS: dict[str, tuple[dict, list[str], str]] = {
     "base": ({}, [], "4 steps/level, K = 3, uniform noise, β log-uniform from step 0"),
     "depth-1": ({"steps": 1}, [], "flow depth: 1 step per level"),
@@ -33,6 +37,8 @@ VARIANTS: dict[str, tuple[dict, list[str], str]] = {
     "rate-warmup": ({}, ["--rate-warmup", "HALF"], "β schedule: rate term ramped 0 → β over the first half"),
     "round-ste": ({"synthesis_input": "round"}, [],
                   "f⁻¹ trained on rounded latents (straight-through) instead of y + noise"),
+    "wavelet-init": ({"mix_init": "wavelet"}, [],
+                     "1×1 convs start as colour transform + subband permutations, not random rotations"),
 }
 
 
@@ -50,7 +56,7 @@ def run(names: list[str], steps: int, crop: int, batch: int, images: int, out: P
         extra = [str(steps // 2) if a == "HALF" else a for a in extra]
         run_dir = run_root / name
         print(f"ablation: {name}", flush=True)
-        train.main(["--model", "flow", "--config", json.dumps(config), "--data", *TRAIN_FOLDERS,
+        train.main(["--model", "flow", "--config", json.dumps({**BASE_CONFIG, **config}), "--data", *TRAIN_FOLDERS,
                     "--run-dir", str(run_dir), "--steps", str(steps), "--batch", str(batch),
                     "--crop", str(crop), "--threads", str(torch.get_num_threads()),
                     "--log-every", "100", *extra])

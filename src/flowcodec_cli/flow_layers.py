@@ -78,13 +78,15 @@ class ActNorm(nn.Module):
 
 
 class InvertibleConv1x1(nn.Module):
-    """y = W x per pixel, W initialized to a random rotation (seeded from the layer's shape)."""
+    """y = W x per pixel. W starts as `init` (an orthogonal matrix) or, without one, as a random
+    rotation seeded from the layer's shape (Glow's choice)."""
 
-    def __init__(self, channels: int, seed: int = 0):
+    def __init__(self, channels: int, seed: int = 0, init: torch.Tensor | None = None):
         super().__init__()
-        generator = torch.Generator().manual_seed(1000 * channels + seed)
-        q, _ = torch.linalg.qr(torch.randn(channels, channels, generator=generator))
-        self.weight = nn.Parameter(q)
+        if init is None:
+            generator = torch.Generator().manual_seed(1000 * channels + seed)
+            init, _ = torch.linalg.qr(torch.randn(channels, channels, generator=generator))
+        self.weight = nn.Parameter(init.clone().float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with _no_autocast(x):
@@ -137,10 +139,10 @@ class AffineCoupling(nn.Module):
 class FlowStep(nn.Module):
     """One Glow step: ActNorm → invertible 1×1 convolution → affine coupling."""
 
-    def __init__(self, channels: int, hidden: int, seed: int):
+    def __init__(self, channels: int, hidden: int, seed: int, mix_init: torch.Tensor | None = None):
         super().__init__()
         self.norm = ActNorm(channels)
-        self.mix = InvertibleConv1x1(channels, seed)
+        self.mix = InvertibleConv1x1(channels, seed, mix_init)
         self.coupling = AffineCoupling(channels, hidden)
 
     def forward(self, x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
@@ -148,3 +150,41 @@ class FlowStep(nn.Module):
 
     def inverse(self, y: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
         return self.norm.inverse(self.mix.inverse(self.coupling.inverse(y, rate)))
+
+
+# Orthonormal colour transform (rows: luma, two colour differences). At initialization it
+# decorrelates RGB the way a codec's YCbCr does, but keeps squared error, so D is unchanged.
+COLOUR = torch.tensor([[1., 1., 1.], [1., 0., -1.], [1., -2., 1.]]) / torch.tensor([[3.], [2.], [6.]]).sqrt()
+
+# Subband orders the flow steps of one level pass through. A coupling changes the second half
+# given the first, so these four orders let every subband be predicted from three different
+# sets of the others: {LL, LH}→{HL, HH}, {HL, HH}→{LL, LH}, {LL, HL}→{LH, HH}, {LH, HH}→{LL, HL}.
+SUBBAND_ORDERS = ((0, 1, 2, 3), (2, 3, 0, 1), (0, 2, 1, 3), (1, 3, 0, 2))
+
+
+def wavelet_mix_inits(channels: int, steps: int, colour: bool) -> list[torch.Tensor]:
+    """Initial 1×1 matrices for the `steps` flow steps after a Haar squeeze to `channels`.
+
+    Why: with these (and every coupling at its identity) the untrained flow is an orthonormal
+    Haar wavelet-packet transform of a decorrelated colour space, a sound transform coder, instead
+    of Glow's random rotations, which mix low and high frequencies and destroy energy compaction.
+    Each matrix is a permutation (the first also applies `COLOUR` at the first level).
+    The squeeze leaves the channels as (source channel, subband) with the subband fastest.
+    """
+    n = channels // 4
+    # label of each position: (subband, source index)
+    labels = [(sub, c) for c in range(n) for sub in range(4)]
+    mats = []
+    for s in range(steps):
+        order = SUBBAND_ORDERS[s % len(SUBBAND_ORDERS)]
+        target = [(sub, c) for sub in order for c in range(n)]
+        where = {label: i for i, label in enumerate(labels)}
+        w = torch.zeros(channels, channels, dtype=torch.float64)
+        for new, label in enumerate(target):
+            w[new, where[label]] = 1.0
+        if s == 0 and colour:
+            # mix the colour channels of each subband: new (sub, k) = Σ_c COLOUR[k, c]·old (sub, c)
+            w = torch.block_diag(*[COLOUR.double()] * 4) @ w
+        mats.append(w)
+        labels = target
+    return mats

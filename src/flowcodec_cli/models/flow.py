@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .. import mixture
-from ..flow_layers import FlowStep, HaarSqueeze
+from ..flow_layers import FlowStep, HaarSqueeze, wavelet_mix_inits
 from ..layers import RateGain
 from .latent_codec import LatentCodec, round_ste
 
@@ -51,6 +51,9 @@ class FlowConfig:
     # What f⁻¹ decodes in training: "noise" (the proposal: y + ε, the same ε as the rate term)
     # or "round" (straight-through rounding: the decoder sees what it will see in a file)
     synthesis_input: str = "noise"
+    # Initial 1×1 convolutions: "rotation" (Glow: random rotations) or "wavelet" (colour
+    # transform + subband permutations: the untrained flow is a Haar wavelet-packet coder)
+    mix_init: str = "wavelet"
 
     @property
     def latent_channels(self) -> int:
@@ -79,8 +82,11 @@ class FlowCodec(LatentCodec):
             self.squeezes.append(HaarSqueeze(channels))
             channels *= 4
             hidden = config.hidden * 2 ** level
+            mixes = (wavelet_mix_inits(channels, config.steps, colour=level == 0)
+                     if config.mix_init == "wavelet" else [None] * config.steps)
             self.levels.append(nn.ModuleList(
-                FlowStep(channels, hidden, seed=10 * level + s) for s in range(config.steps)))
+                FlowStep(channels, hidden, seed=10 * level + s, mix_init=mixes[s])
+                for s in range(config.steps)))
         m = config.latent_channels
         self.build_entropy_model(m, config.hyper_width, config.hyper_channels, config.components,
                                  config.beta_min, config.beta_max)
