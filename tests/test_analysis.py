@@ -91,7 +91,7 @@ def test_bound_and_real_rate_are_consistent(result):
 
 
 def test_cli_analyze_json(result):
-    run = CliRunner().invoke(cli.main, ["analyze", str(SAMPLE), "--beta", str(BETA), "--json"])
+    run = CliRunner().invoke(cli.main, ["analyze", str(SAMPLE), "--model", "hyperprior", "--beta", str(BETA), "--json"])
     assert run.exit_code == 0, run.output
     lines = [line for line in run.stdout.splitlines() if line.strip()]
     assert len(lines) == 1

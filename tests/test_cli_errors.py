@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flowcodec_cli import cli, fcx
+from flowcodec_cli import cli, fcx, zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 PARROTS = ROOT / "tests" / "data" / "parrots_256x192.png"
@@ -26,7 +26,7 @@ BETA = 0.01
 def network_beta(beta: float) -> float:
     """The β the default model runs at (and writes in the header) for a requested β."""
     from flowcodec_cli import codec
-    return codec.LoadedCodec.get("hyperprior").network_beta(beta)
+    return codec.LoadedCodec.get(zoo.DEFAULT_MODEL).network_beta(beta)
 
 
 def run(*args, input=None):
@@ -96,7 +96,7 @@ def test_info_prints_the_header(encoded):
     for line in out.splitlines()[1:]:
         key, _, value = line.strip().partition(" ")
         fields[key] = value.strip()
-    assert fields["model"] == "hyperprior"
+    assert fields["model"] == zoo.DEFAULT_MODEL
     assert fields["height"] == "192" and fields["width"] == "256"
     assert fields["layout"] == "RGB"
     assert float(fields["beta"]) == network_beta(BETA)
@@ -115,7 +115,7 @@ def test_info_json(encoded):
     size = encoded.stat().st_size
     assert record["file"] == str(encoded)
     assert record["bytes"] == size
-    assert record["model"] == "hyperprior"
+    assert record["model"] == zoo.DEFAULT_MODEL
     assert (record["height"], record["width"]) == (192, 256)
     assert record["layout"] == "RGB"
     assert record["beta"] == network_beta(BETA)

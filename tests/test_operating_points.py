@@ -105,8 +105,9 @@ def test_encode_writes_the_network_beta_in_the_header_and_reports_both(tmp_path)
     assert fcx.unpack(out.read_bytes()).header.beta == expected
 
 
-def test_the_shipped_hyperprior_has_measured_operating_points():
-    points = codec.LoadedCodec.get("hyperprior").network_beta
+@pytest.mark.parametrize("model", ["hyperprior", "flow"])
+def test_the_shipped_models_have_measured_operating_points(model):
+    points = codec.LoadedCodec.get(model).network_beta
     assert len(points.knots) >= 10
     betas = [b for b, _ in points.knots]
     assert betas[0] == points.beta_min and betas[-1] == points.beta_max

@@ -126,7 +126,7 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None,
         card["operating_points"] = {
             "knots": [list(k) for k in knots],
             "measured_with": "python -m flowcodec_cli.operating_points (held-out photos, never Kodak); "
-                             "the measurement is in docs/operating_points.json",
+                             f"the measurement is in docs/operating_points/{weights.stem}.json",
         }
     if bench is not None:
         card["kodak"] = kodak_results(bench, weights.stem)

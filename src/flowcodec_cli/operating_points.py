@@ -17,7 +17,7 @@ weights file without knots is run at the requested β (the identity map).
 
     python -m flowcodec_cli.operating_points weights/hyperprior.safetensors \
         --data ../shared/data/stereo/middlebury_trainingQ/left ../shared/data/stereo/middlebury_trainingQ/right \
-        --out docs/operating_points.json --write
+        --out docs/operating_points/hyperprior.json --write
 
 The measurement must use photos the model never trained on, and never the test set (Kodak).
 """

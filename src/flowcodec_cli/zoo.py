@@ -53,7 +53,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="bb1136399e35328b79026f374571ea791eaa5221b59b5da370930232c36abb9a",
+    sha256="0935eb0f45e946c9c886c19f3525f042638cfdcc03a827174af24838486c6cc4",
 ))
 
 # The side-information family (bench --stereo): trained together on stereo and synthetic pairs,
