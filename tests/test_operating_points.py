@@ -79,12 +79,12 @@ def test_measure_gives_monotone_knots_inside_the_range():
 
 def test_write_keeps_the_tensors_and_read_returns_the_knots(tmp_path):
     path = tmp_path / "w.safetensors"
-    shutil.copy(zoo.weights_path("flow"), path)  # a weights file without knots
+    shutil.copy(zoo.weights_path("dsc"), path)  # a weights file without knots
     assert operating_points.read(path).knots == ()
     sha = operating_points.write(path, list(KNOTS))
-    assert sha == zoo.sha256_file(path) != zoo.REGISTRY["flow"].sha256
+    assert sha == zoo.sha256_file(path) != zoo.REGISTRY["dsc"].sha256
     assert operating_points.read(path).knots == KNOTS
-    with safe_open(str(zoo.weights_path("flow")), framework="pt") as old, \
+    with safe_open(str(zoo.weights_path("dsc")), framework="pt") as old, \
             safe_open(str(path), framework="pt") as new:
         assert set(old.keys()) == set(new.keys())
         for key in old.keys():
