@@ -104,3 +104,38 @@ def test_empty_stream_of_wrong_length_is_an_error():
     q = entropy.quantize_params(*random_mixture(rng, 10))
     with pytest.raises(ValueError):
         entropy.decode(b"abc", q)
+
+
+def reference_tables(q, plan, select, half):
+    """The probability rows computed the plain way: every component's CDF gathered entry by entry
+    from cdf_lut at the window's bin boundaries (clipped to the table), weighted and summed."""
+    lut, limit, steps = entropy.cdf_lut(), entropy._max_offset(), entropy.MEAN_STEPS_PER_UNIT
+    bounds = (plan.centres[select, None] + np.arange(-half, half + 2)[None, :]) * steps - steps // 2
+    cdf = np.zeros(bounds.shape, dtype=np.int64)
+    for k in range(q.weights.shape[0]):
+        offsets = np.clip(bounds - q.means[k, select, None], -limit, limit) + limit
+        cdf += q.weights[k, select, None] * lut[q.scales[k, select, None], offsets]
+    escape = q.weights[:, select].sum(0) * (1 << entropy.CDF_BITS) - (cdf[:, -1] - cdf[:, 0])
+    return np.concatenate([np.diff(cdf, axis=1), escape[:, None]], axis=1) + 1
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tables_equal_the_plain_mixture_cdf(seed):
+    """The fast table builder (contiguous runs of the phase-regrouped LUT, clamped starts) gives
+    exactly the integers of the direct formula, for every window width, including components far
+    outside their window and the clamped extremes of the parameter grids."""
+    rng = np.random.default_rng(seed)
+    wide = random_mixture(rng, 3000, max_scale=80.0, mean_spread=60.0)
+    narrow = random_mixture(rng, 3000, max_scale=3.0, mean_spread=1.0)
+    logits, means, scales = (np.concatenate(pair, axis=1) for pair in zip(wide, narrow))
+    means[:, :50] = rng.choice([-1, 1], size=(3, 50)) * 2.0 ** 21   # clamped to MEAN_LIMIT
+    logits[0, 50:100] = -1e4                                            # a zero-weight component
+    means[0, 50:100] = 5e4
+    q = entropy.quantize_params(logits, means, scales)
+    plan = entropy._plan(q)
+    seen = set()
+    for half, select in entropy._groups(plan):
+        seen.add(half)
+        np.testing.assert_array_equal(entropy._tables(q, plan, select, half),
+                                      reference_tables(q, plan, select, half))
+    assert seen == set(entropy.WINDOW_HALF_WIDTHS[1:])  # even SCALE_MIN reaches past ±1

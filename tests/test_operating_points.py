@@ -95,7 +95,7 @@ def test_write_keeps_the_tensors_and_read_returns_the_knots(tmp_path):
 
 def test_encode_writes_the_network_beta_in_the_header_and_reports_both(tmp_path):
     beta = 0.02
-    expected = codec.LoadedCodec.get("hyperprior").network_beta(beta)
+    expected = codec.LoadedCodec.get(zoo.DEFAULT_MODEL).network_beta(beta)
     out = tmp_path / "p.fcx"
     result = CliRunner().invoke(cli.main, ["encode", str(PARROTS), "-o", str(out), "--beta",
                                            str(beta), "--json"])

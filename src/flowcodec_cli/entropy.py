@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import constriction
 import numpy as np
+import torch
 
 from . import mixture
 
@@ -147,33 +148,60 @@ def _plan(q: QuantizedMixture) -> _Plan:
     return _Plan(centres.astype(np.int64), widths[index])
 
 
+# Half-range of `phase_lut`'s runs, in whole bins (MEAN_STEPS_PER_UNIT table entries each): the
+# saturated reach of `cdf_lut` plus the widest window, so that clamping a window's start into the
+# range only ever moves a run whose entries are all saturated, which never changes a table.
+_PHASE_PAD = -(-_max_offset() // MEAN_STEPS_PER_UNIT) + 2 * WINDOW_HALF_WIDTHS[-1] + 4
+
+
+@functools.lru_cache(maxsize=1)
+def phase_lut() -> torch.Tensor:
+    """`cdf_lut` regrouped by phase, flattened: entry [s, p, m] = cdf_lut at scale s and offset
+    MEAN_STEPS_PER_UNIT·(m − _PHASE_PAD) + p (clipped to the table, i.e. saturated).
+
+    Why: bin boundaries are one integer apart, MEAN_STEPS_PER_UNIT entries apart in `cdf_lut`, so
+    in this layout one component's CDF at all boundaries of a window is a contiguous run, copied
+    by a row index instead of gathered entry by entry (4× faster tables at high rates).
+    Pure integer re-indexing of `cdf_lut`: it adds nothing that could differ between machines.
+    """
+    steps, limit = MEAN_STEPS_PER_UNIT, _max_offset()
+    runs = np.arange(-_PHASE_PAD, _PHASE_PAD + 1)
+    offsets = steps * runs[None, :] + np.arange(steps)[:, None]          # (phase, m)
+    index = np.clip(offsets, -limit, limit) + limit
+    return torch.from_numpy(np.ascontiguousarray(cdf_lut()[:, index]).ravel())
+
+
 def _tables(q: QuantizedMixture, plan: _Plan, select: np.ndarray, half: int) -> np.ndarray:
     """Integer probability rows for the selected elements: (n, 2·half + 2), last column = escape.
 
-    Every entry is >= 1 so every symbol stays codable; rows are exact integers (as float64, which
-    represents them exactly), which constriction rescales deterministically.
+    Row = Σ_k w_k · (CDF_k at the window's 2·half + 2 bin boundaries), differenced; the escape
+    takes the rest of the total mass. Every entry is >= 1 so every symbol stays codable; rows are
+    exact integers (as float64, which represents them exactly), which constriction rescales
+    deterministically. Integer arithmetic throughout, so torch's threads cannot change a bit.
     """
-    lut = cdf_lut().ravel()
-    limit = _max_offset()
-    row = 2 * limit + 1
-    steps = MEAN_STEPS_PER_UNIT
-    # Bin boundaries of the window (in 1/16 units): centre - half - 1/2 ... centre + half + 1/2.
-    bounds = (plan.centres[select, None] + np.arange(-half, half + 2)[None, :]) * steps - steps // 2
-    bounds = bounds.astype(np.int32)
-    # int32 is exact here: weights ≤ 2^10 times CDF differences ≤ 2^16, summed over K = 3.
-    counts = np.zeros((select.size, 2 * half + 1), dtype=np.int32)
-    inside = np.zeros(select.size, dtype=np.int32)
-    for k in range(q.weights.shape[0]):
-        w = q.weights[k, select].astype(np.int32)
-        offsets = bounds - q.means[k, select, None].astype(np.int32)
-        np.clip(offsets, -limit, limit, out=offsets)
-        offsets += (q.scales[k, select, None] * row + limit).astype(np.int32)
-        cdf = lut[offsets]
-        counts += w[:, None] * (cdf[:, 1:] - cdf[:, :-1])
-        inside += w * (cdf[:, -1] - cdf[:, 0])
-    escape = q.weights.sum(axis=0)[select].astype(np.int32) * (1 << CDF_BITS) - inside
-    rows = np.concatenate([counts, escape[:, None]], axis=1) + 1
-    return rows.astype(np.float64)
+    steps, bounds = MEAN_STEPS_PER_UNIT, 2 * half + 2
+    runs = phase_lut()
+    run_length = 2 * _PHASE_PAD + 1
+    # every contiguous run of `bounds` entries, as rows of a (overlapping, read-only) view
+    windows = runs.as_strided((runs.numel() - bounds + 1, bounds), (1, 1))
+    chosen = torch.from_numpy(select)
+    # first bin boundary of each window, in 1/steps units: centre − half − 1/2
+    first = torch.from_numpy(plan.centres)[chosen] * steps - steps // 2 - steps * half
+    weights = torch.from_numpy(q.weights)[:, chosen]
+    cdf = torch.zeros((chosen.numel(), bounds), dtype=torch.int32)
+    for k in range(weights.shape[0]):
+        offset = first - torch.from_numpy(q.means[k])[chosen]          # boundary 0 − mean_k
+        run = torch.div(offset, steps, rounding_mode="floor")
+        phase = offset - steps * run
+        run.clamp_(-_PHASE_PAD, _PHASE_PAD - bounds + 1)
+        scale = torch.from_numpy(q.scales[k])[chosen]
+        rows = windows[(scale * steps + phase) * run_length + run + _PHASE_PAD]
+        # int32 is exact: weights ≤ 2^10 times CDF values ≤ 2^16, summed over K = 3.
+        cdf.add_(rows.mul_(weights[k].to(torch.int32)[:, None]))
+    table = torch.empty((chosen.numel(), bounds), dtype=torch.float64)
+    table[:, :-1] = cdf[:, 1:] - cdf[:, :-1]
+    table[:, -1] = weights.sum(0).to(torch.int32) * (1 << CDF_BITS) - (cdf[:, -1] - cdf[:, 0])
+    return table.add_(1).numpy()
 
 
 def _groups(plan: _Plan):
