@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowcodec_cli.flow_layers import ActNorm, AffineCoupling, FlowStep, HaarSqueeze, InvertibleConv1x1
+from flowcodec_cli.flow_layers import (ActNorm, AffineCoupling, FlowStep, HaarSqueeze, InvertibleConv1x1,
+                                      TapSumConv2d)
 from flowcodec_cli.models import build_model
 
 
@@ -110,3 +111,16 @@ def test_untrained_wavelet_flow_is_an_orthonormal_colour_haar_transform(levels):
     with torch.no_grad():
         spread = rotation.flow(torch.full((1, 3, 16, 16), 0.8), beta)
     assert ((spread ** 2).sum((0, 2, 3)) > 1e-6).sum() > 3
+
+
+@pytest.mark.parametrize("cin,cout", [(32, 12), (8, 16)])
+def test_tap_sum_convolution_is_the_stock_convolution(cin, cout):
+    """Outside training, TapSumConv2d computes the same 3×3 convolution another way (all taps in
+    one product, shifted slices summed): equal up to float32 rounding, for a batch and odd sizes."""
+    torch.manual_seed(0)
+    layer = TapSumConv2d(cin, cout)
+    x = torch.randn(2, cin, 13, 22)
+    with torch.no_grad():
+        stock = torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1)
+        torch.testing.assert_close(layer.eval()(x), stock, rtol=1e-5, atol=1e-5)
+        assert torch.equal(layer.train()(x), stock)
