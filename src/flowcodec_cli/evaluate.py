@@ -24,7 +24,15 @@ from .train import load_checkpoint, load_folder_images
 
 
 def load_checkpoint_model(path: Path):
-    """A training checkpoint's model in eval mode, and the checkpoint state."""
+    """The model of a training checkpoint or of a weights file (.safetensors) in eval mode, and
+    its state (step, config, training args), so shipped weights can be the reference."""
+    if path.suffix == ".safetensors":
+        from . import zoo
+        from .models import build_model
+        architecture, config, tensors = zoo.load_state(path)
+        model = build_model(architecture, config)
+        model.load_state_dict(tensors)
+        return model.eval(), {"step": zoo.trained_steps(path), "config": config, "args": {}}
     model, state = load_checkpoint(path)
     return model.eval(), state
 

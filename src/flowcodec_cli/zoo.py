@@ -53,7 +53,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="0935eb0f45e946c9c886c19f3525f042638cfdcc03a827174af24838486c6cc4",
+    sha256="0c6ade490bfcb22b5bea46dcd7ddae9bfadb2fb1243de71abd343d5c2c0cddb4",
 ))
 
 # The side-information family (bench --stereo): trained together on stereo and synthetic pairs,
