@@ -24,7 +24,7 @@ demo: install
 	@mkdir -p $(DEMO)
 	$(VENV)/bin/flowcodec encode $(SAMPLE) -o $(DEMO)/sample.fcx --beta 0.005 --force
 	$(VENV)/bin/flowcodec decode $(DEMO)/sample.fcx -o $(DEMO)/sample.png --force
-	$(PY) -m flowcodec_cli.demo_report $(SAMPLE) $(DEMO)/sample.fcx $(DEMO)/sample.png
+	$(PY) -m flowcodec_cli.evaluation.demo_report $(SAMPLE) $(DEMO)/sample.fcx $(DEMO)/sample.png
 
 test: install
 	$(PY) -m pytest -q
@@ -43,7 +43,7 @@ bench-stereo: install
 
 # peak RSS of encode/decode on 4000x3000 and 8000x6000 photos, and the tile-seam cost
 resources: install
-	$(PY) -m flowcodec_cli.resources --source $(KODAK) --out docs/resources.json
+	$(PY) -m flowcodec_cli.evaluation.resources --source $(KODAK) --out docs/resources.json
 
 FUZZ_PARSER_RUNS  ?= 1000000
 FUZZ_DECODER_RUNS ?= 10000

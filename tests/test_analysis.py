@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from flowcodec_cli import analysis, cli, images
+from flowcodec_cli.evaluation import analysis
+from flowcodec_cli import cli
+from flowcodec_cli.files import images
 
 SAMPLE = Path(__file__).parent / "data" / "parrots_256x192.png"
 BETA = 0.005

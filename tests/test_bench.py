@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flowcodec_cli import bench, cli, codec, zoo
+from flowcodec_cli.evaluation import bench
+from flowcodec_cli import cli
+from flowcodec_cli import codec
+from flowcodec_cli import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 PARROTS = ROOT / "tests" / "data" / "parrots_256x192.png"

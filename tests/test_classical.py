@@ -5,7 +5,9 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from flowcodec_cli import anchors, classical, metrics
+from flowcodec_cli.evaluation import anchors
+from flowcodec_cli.evaluation import classical
+from flowcodec_cli.evaluation import metrics
 
 
 def smooth_image(h: int = 64, w: int = 64) -> np.ndarray:

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flowcodec_cli import cli, fcx, zoo
+from flowcodec_cli import cli
+from flowcodec_cli.codec import fcx
+from flowcodec_cli import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 PARROTS = ROOT / "tests" / "data" / "parrots_256x192.png"

@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowcodec_cli import codec, entropy, fcx, images
-from flowcodec_cli.metrics import psnr
+from flowcodec_cli import codec
+from flowcodec_cli.codec import entropy
+from flowcodec_cli.codec import fcx
+from flowcodec_cli.files import images
+from flowcodec_cli.evaluation.metrics import psnr
 
 DATA = Path(__file__).parent / "data"
 SAMPLE = DATA / "parrots_256x192.png"

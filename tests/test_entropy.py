@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from flowcodec_cli import entropy
+from flowcodec_cli.codec import entropy
 
 # sha256 of the integer normal-CDF table every encoder and decoder builds. If this changes, every
 # existing .fcx file becomes undecodable: treat a failure here as a format break, never "update".

@@ -12,7 +12,7 @@ import zlib
 
 import pytest
 
-from flowcodec_cli import fcx
+from flowcodec_cli.codec import fcx
 
 DIGEST = bytes(range(16))
 

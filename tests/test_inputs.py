@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowcodec_cli import codec, fcx, images
+from flowcodec_cli import codec
+from flowcodec_cli.codec import fcx
+from flowcodec_cli.files import images
 
 BETA = 0.01
 EXIF_ORIENTATION = 0x0112

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from flowcodec_cli import metrics
+from flowcodec_cli.evaluation import metrics
 
 METHODS = ["cubic", "pchip"]
 

@@ -13,9 +13,13 @@ import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 
-from flowcodec_cli import cli, codec, fcx, operating_points, zoo
+from flowcodec_cli import cli
+from flowcodec_cli import codec
+from flowcodec_cli.codec import fcx
+from flowcodec_cli.codec import operating_points
+from flowcodec_cli import zoo
 from flowcodec_cli.models.hyperprior import HyperpriorCodec, HyperpriorConfig
-from flowcodec_cli.operating_points import OperatingPoints
+from flowcodec_cli.codec.operating_points import OperatingPoints
 
 ROOT = Path(__file__).resolve().parents[1]
 PARROTS = ROOT / "tests" / "data" / "parrots_256x192.png"

@@ -7,8 +7,9 @@ import stat
 
 import pytest
 
-from flowcodec_cli import outputs
-from flowcodec_cli.outputs import OutputExists, plan_outputs, write_atomic
+from flowcodec_cli.files import jobs as outputs
+from flowcodec_cli.files.atomic import OutputExists, write_atomic
+from flowcodec_cli.files.jobs import plan_outputs
 
 ACCEPTED = {".png", ".jpg"}
 

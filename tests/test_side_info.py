@@ -11,10 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from flowcodec_cli import bench_stereo, codec, fcx, stereo, train, zoo
-from flowcodec_cli.images import Picture, read_image
+from flowcodec_cli.evaluation import bench_stereo
+from flowcodec_cli import codec
+from flowcodec_cli.codec import fcx
+from flowcodec_cli.training import stereo_pairs as stereo
+from flowcodec_cli.training import loop as train
+from flowcodec_cli import zoo
+from flowcodec_cli.files.images import Picture, read_image
 from flowcodec_cli.models import build_model
-from flowcodec_cli.stereo_layers import DisparityMatcher, shift_right, warp_horizontally
+from flowcodec_cli.models.layers.stereo import DisparityMatcher, shift_right, warp_horizontally
 
 PAIRS = Path(__file__).parent / "data" / "stereo"
 NAME = "cup_upright.png"
@@ -68,8 +73,8 @@ def test_side_info_model_starts_as_the_hyperprior():
         assert not unexpected and missing
         x, side, beta = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), torch.tensor([0.01])
         with torch.no_grad():
-            y0, _ = base.analysis(x, beta)
-            y, _ = model.analysis(x, beta, side) if model.side_info_at_encoder else model.analysis(x, beta)
+            y0 = base.analysis(x, beta)
+            y = model.analysis(x, beta, side) if model.side_info_at_encoder else model.analysis(x, beta)
             assert torch.allclose(y, y0)
             assert torch.allclose(model.synthesis(y, beta, side), base.synthesis(y, beta), atol=1e-6)
 
@@ -217,7 +222,7 @@ def test_stereo_bench_reports_three_curves_and_wrong_side_psnr(tmp_path):
 
 
 def test_kodak_bench_leaves_side_info_models_out():
-    from flowcodec_cli import bench
+    from flowcodec_cli.evaluation import bench
     assert zoo.REGISTRY["dsc"].stereo and zoo.REGISTRY["dsc-separate"].stereo
     with pytest.raises(bench.BenchUsageError, match="--stereo"):
         bench.run(PAIRS / "left", models=["dsc"], no_classical=True)

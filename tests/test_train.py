@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from flowcodec_cli import train, zoo
+from flowcodec_cli.training import loop as train
+from flowcodec_cli import zoo
 from flowcodec_cli.models import build_model
 
 DATA = Path(__file__).parent / "data"

@@ -1,5 +1,5 @@
 """`python -m flowcodec_cli` is the same as the `flowcodec` command."""
 
-from .cli import main
+from flowcodec_cli.cli import main
 
 main()

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import click
 
-from . import fcx
-from .outputs import OutputExists, plan_outputs, write_atomic, read_input
+from flowcodec_cli.codec import fcx
+from flowcodec_cli.files.atomic import OutputExists, write_atomic
+from flowcodec_cli.files.jobs import plan_outputs, read_input
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_FORMAT = 0, 1, 2, 3, 4
 EXIT_MODEL, EXIT_SIDE_INFO, EXIT_EXISTS, EXIT_DESYNC = 5, 6, 7, 8
@@ -34,7 +35,7 @@ class Failure(Exception):
 
 def _classify(exc: BaseException) -> Failure:
     """Map library exceptions onto exit codes and one-line messages."""
-    from .images import ImageError
+    from flowcodec_cli.files.images import ImageError
     if isinstance(exc, Failure):
         return exc
     if isinstance(exc, OutputExists):
@@ -49,7 +50,9 @@ def _classify(exc: BaseException) -> Failure:
         return Failure(EXIT_INPUT, "is a directory")
     if isinstance(exc, PermissionError):
         return Failure(EXIT_INPUT, "permission denied")
-    from . import codec, entropy, zoo
+    from flowcodec_cli import codec
+    from flowcodec_cli.codec import entropy
+    from flowcodec_cli import zoo
     if isinstance(exc, entropy.DesyncError):
         return Failure(EXIT_DESYNC, str(exc))
     if isinstance(exc, codec.SideInfoError):
@@ -118,7 +121,7 @@ def _with_output_options(f):
 
 def _read_side_info_or_exit(path: str | None):
     """The side-information image, or exit with the side-information code if it cannot be read."""
-    from . import images
+    from flowcodec_cli.files import images
     if path is None:
         return None
     try:
@@ -139,7 +142,9 @@ def _read_side_info_or_exit(path: str | None):
 @_with_output_options
 def encode(inputs, beta, model, side_info, output, force, quiet, as_json, device):
     """Compress images (files, directories of images, or '-' for stdin) into .fcx files."""
-    from . import codec, images, zoo
+    from flowcodec_cli import codec
+    from flowcodec_cli.files import images
+    from flowcodec_cli import zoo
     model = model or zoo.DEFAULT_MODEL
     jobs = _plan_or_exit(inputs, output, ".fcx", images.IMAGE_SUFFIXES, force)
     side = _read_side_info_or_exit(side_info)
@@ -163,7 +168,8 @@ def encode(inputs, beta, model, side_info, output, force, quiet, as_json, device
 @_with_output_options
 def decode(inputs, side_info, output, force, quiet, as_json, device):
     """Decompress .fcx files into images (PNG unless the output name says otherwise)."""
-    from . import codec, images
+    from flowcodec_cli import codec
+    from flowcodec_cli.files import images
     jobs = _plan_or_exit(inputs, output, ".png", {".fcx"}, force)
     side = _read_side_info_or_exit(side_info)
 
@@ -216,7 +222,9 @@ def info(inputs, as_json):
 def analyze(inputs, betas, model, as_json):
     """Rate-distortion bound of the latents vs the real rate, and the gap split into
     quantization, variance-estimation and context (mean prediction) parts."""
-    from . import analysis, images, zoo
+    from flowcodec_cli.evaluation import analysis
+    from flowcodec_cli.files import images
+    from flowcodec_cli import zoo
     model = model or zoo.DEFAULT_MODEL
     try:
         beta_values = [float(b) for b in betas.split(",")]
@@ -249,13 +257,16 @@ def analyze(inputs, betas, model, as_json):
 @main.command()
 def models():
     """List the registered models and whether their weights are installed and verified."""
-    from . import zoo
+    from flowcodec_cli import zoo
     for name, entry in sorted(zoo.REGISTRY.items()):
         path = zoo.weights_dir() / entry.file
-        if not path.is_file():
+        try:
+            zoo.verify(name)
+            state = "ok"
+        except zoo.WeightsMissing:
             state = "missing"
-        else:
-            state = "ok" if zoo.sha256_file(path) == entry.sha256 else "SHA256 MISMATCH"
+        except zoo.WeightsError:
+            state = "SHA256 MISMATCH"
         default = " (default)" if name == zoo.DEFAULT_MODEL else ""
         click.echo(f"{name}{default}: {entry.architecture}, {path} [{state}]")
 
@@ -265,7 +276,7 @@ def models():
 @click.pass_context
 def train(ctx):
     """Train a model (see `flowcodec train --help` for the options of flowcodec_cli.train)."""
-    from . import train as training
+    from flowcodec_cli.training import loop as training
     training.main(list(ctx.args))
 
 
@@ -309,7 +320,8 @@ def bench(directory, models, betas, codecs, no_classical, setting_overrides, ima
     Writes REPORT_DIR/results.md, REPORT_DIR/rd.png and a JSON report with every point, curve
     and BD-rate. Unreadable images are reported and skipped (exit code 3 at the end).
     """
-    from . import bench as benchmark, bench_stereo
+    from flowcodec_cli.evaluation import bench as benchmark
+    from flowcodec_cli.evaluation import bench_stereo
     try:
         if stereo:
             result = bench_stereo.run_stereo(

@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .models import build_model
+from flowcodec_cli.models import build_model
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,10 @@ class WeightsError(RuntimeError):
     """Weights are missing, tampered with, or do not fit the architecture."""
 
 
+class WeightsMissing(WeightsError):
+    """The weights file of a registered model is not installed."""
+
+
 def weights_dir() -> Path:
     env = os.environ.get("FLOWCODEC_WEIGHTS")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "weights"
@@ -105,12 +109,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's metadata (architecture, config, trained_steps, operating_points):
+    the one reader of it, which needs no tensors loaded."""
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
 def load_state(path: Path) -> tuple[str, dict, dict[str, torch.Tensor]]:
     """Architecture name, config and float32 tensors from a safetensors weights file."""
+    meta = read_metadata(path)
+    if "architecture" not in meta or "config" not in meta:
+        raise WeightsError(f"{path.name}: no architecture/config metadata")
     with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if "architecture" not in meta or "config" not in meta:
-            raise WeightsError(f"{path.name}: no architecture/config metadata")
         tensors = {key: f.get_tensor(key).float() for key in f.keys()}
     return meta["architecture"], json.loads(meta["config"]), tensors
 
@@ -122,17 +133,24 @@ def weights_path(name: str) -> Path:
     return weights_dir() / REGISTRY[name].file
 
 
-def load(name: str = DEFAULT_MODEL, expected_sha256: str | None = None):
-    """Verify and load a registered model in eval mode. Returns (model, sha256 hex)."""
+def verify(name: str) -> tuple[Path, str]:
+    """The weights file of a registered model and its sha256, which must be the pinned one: the
+    one check every loader and listing uses. Raises WeightsError (missing, unknown, tampered)."""
     path = weights_path(name)
-    entry = REGISTRY[name]
     if not path.is_file():
-        raise WeightsError(f"weights file {path} not found")
+        raise WeightsMissing(f"weights file {path} not found")
     actual = sha256_file(path)
-    expected = expected_sha256 or entry.sha256
+    expected = REGISTRY[name].sha256
     if actual != expected:
         raise WeightsError(f"weights file {path.name} fails its sha256 check "
                            f"(expected {expected[:12]}…, found {actual[:12]}…)")
+    return path, actual
+
+
+def load(name: str = DEFAULT_MODEL):
+    """Verify and load a registered model in eval mode. Returns (model, sha256 hex)."""
+    path, sha = verify(name)
+    entry = REGISTRY[name]
     architecture, config, tensors = load_state(path)
     if architecture != entry.architecture:
         raise WeightsError(f"{path.name} holds a {architecture!r} model, expected {entry.architecture!r}")
@@ -141,13 +159,12 @@ def load(name: str = DEFAULT_MODEL, expected_sha256: str | None = None):
     if missing or unexpected:
         raise WeightsError(f"{path.name}: missing keys {missing}, unexpected keys {unexpected}")
     model.eval()
-    return model, actual
+    return model, sha
 
 
 def trained_steps(path: Path) -> int:
     """Training steps behind a weights file (all sessions), from its metadata; 0 if unrecorded."""
-    with safe_open(str(path), framework="pt") as f:
-        return int((f.metadata() or {}).get("trained_steps", 0))
+    return int(read_metadata(path).get("trained_steps", 0))
 
 
 def export(model, path: Path, trained_steps: int | None = None) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 import struct
 
-from flowcodec_cli import codec, entropy, fcx
+from flowcodec_cli import codec
+from flowcodec_cli.codec import entropy
+from flowcodec_cli.codec import fcx
 
 DOCUMENTED_ERRORS = (fcx.FormatError, codec.CodecError, entropy.DesyncError)
 
@@ -90,7 +92,7 @@ def seed_file() -> bytes:
     """A small valid file (RGBA, so the alpha path is fuzzed too) made with the shipped model."""
     import numpy as np
 
-    from flowcodec_cli import images
+    from flowcodec_cli.files import images
     rng = np.random.default_rng(0)
     rgb = (rng.random((24, 40, 3)) * 255).astype(np.uint8)
     alpha = (rng.random((24, 40)) * 255).astype(np.uint8)

@@ -19,7 +19,10 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from flowcodec_cli import codec, fcx, images, zoo
+from flowcodec_cli import codec
+from flowcodec_cli.codec import fcx
+from flowcodec_cli.files import images
+from flowcodec_cli import zoo
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "format.md"

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flowcodec_cli import codec, fcx, images
+from flowcodec_cli import codec
+from flowcodec_cli.codec import fcx
+from flowcodec_cli.files import images
 
 import format_example
 

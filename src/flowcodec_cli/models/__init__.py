@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .flow import FlowCodec
-from .hyperprior import HyperpriorCodec
-from .side_info import SideInfoCodec
+from flowcodec_cli.models.flow import FlowCodec
+from flowcodec_cli.models.hyperprior import HyperpriorCodec
+from flowcodec_cli.models.side_info import SideInfoCodec
 
 MODEL_CLASSES: dict[str, type] = {}
 

@@ -4,7 +4,7 @@ synthesis transform, and the shared Gaussian-mixture hyperprior as the "flexible
 Data path (one set of weights, run forwards to encode and backwards to decode)::
 
     x − ½ ──► [Haar squeeze → S × (ActNorm → 1×1 conv → affine coupling(β))] × L ──► f(x)
-    f(x) ──×gain(β)──► y ──round──► ŷ ──(hyperprior GMM tables, range coder; latent_codec.py)
+    f(x) ──×gain(β)──► y ──round──► ŷ ──(hyperprior GMM tables, range coder; models/entropy_model.py)
     ŷ ──÷gain(β)──► [S × (coupling⁻¹ → 1×1 conv⁻¹ → ActNorm⁻¹) → Haar⁻¹] × L ──► + ½ ──► x̂
 
 With L levels, y has 3·4^L channels at 1/2^L of the image size: the same number of values as
@@ -29,10 +29,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .. import mixture
-from ..flow_layers import FlowStep, HaarSqueeze, wavelet_mix_inits
-from ..layers import RateGain
-from .latent_codec import LatentCodec, round_ste
+from flowcodec_cli.models import mixture
+from flowcodec_cli.models.layers.flow import FlowStep, HaarSqueeze, wavelet_mix_inits
+from flowcodec_cli.models.layers.basic import RateGain
+from flowcodec_cli.models.base import LatentCodec
+from flowcodec_cli.models.entropy_model import round_ste
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,8 @@ class FlowCodec(LatentCodec):
             h = squeeze.inverse(h)
         return h + 0.5
 
-    def analysis(self, x: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = self.flow(x, beta) * self.gain(beta)
-        return y, self.hyper_analysis(y, beta)
+    def analysis(self, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        return self.flow(x, beta) * self.gain(beta)
 
     def synthesis(self, y_hat: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         return self.flow_inverse(y_hat / self.gain(beta).to(y_hat.dtype), beta)

@@ -18,7 +18,7 @@ latents per channel before rounding; it is what lets one set of weights cover th
 
 Training (`LatentCodec.forward`) replaces rounding by additive uniform noise for the rate term
 and by straight-through rounding for the synthesis input ("mixed quantization", Minnen & Singh
-2020). The entropy model (h_a, h_s, priors) lives in `latent_codec.py`, shared with the flow codec.
+2020). The entropy model (h_a, h_s, priors) lives in `entropy_model.py`, shared with the flow codec.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .. import mixture
-from ..layers import GDN, RateGain, conv, deconv
-from .latent_codec import LatentCodec, round_ste
+from flowcodec_cli.models import mixture
+from flowcodec_cli.models.layers.basic import GDN, RateGain, conv, deconv
+from flowcodec_cli.models.base import LatentCodec
+from flowcodec_cli.models.entropy_model import round_ste
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class HyperpriorConfig:
 
 
 class HyperpriorCodec(LatentCodec):
-    """The trained transforms and priors; the bitstream lives in `codec.py`."""
+    """The trained transforms and priors; the bitstream lives in `codec/pipeline.py`."""
 
     name = "hyperprior"
     stride = 64
@@ -71,9 +72,8 @@ class HyperpriorCodec(LatentCodec):
         self.gain = RateGain(m, config.beta_min, config.beta_max)
         self.inverse_gain = RateGain(m, config.beta_min, config.beta_max, exponent=0.5)
 
-    def analysis(self, x: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = self.g_a(x).float() * self.gain(beta)  # under bf16 autocast, latents stay float32
-        return y, self.hyper_analysis(y, beta)
+    def analysis(self, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        return self.g_a(x).float() * self.gain(beta)  # under bf16 autocast, latents stay float32
 
     def synthesis(self, y_hat: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         return self.g_s(y_hat * self.inverse_gain(beta).to(y_hat.dtype))

@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..layers import conv
-from ..stereo_layers import DisparityMatcher, SideFusion, warp_horizontally
-from .hyperprior import HyperpriorCodec, HyperpriorConfig
+from flowcodec_cli.models.layers.basic import conv
+from flowcodec_cli.models.layers.stereo import DisparityMatcher, SideFusion, warp_horizontally
+from flowcodec_cli.models.hyperprior import HyperpriorCodec, HyperpriorConfig
 
 MODES = ("distributed", "joint")
 
@@ -79,16 +79,15 @@ class SideInfoCodec(HyperpriorCodec):
             torch.nn.init.zeros_(self.side_analysis.bias)
 
     def analysis(self, x: torch.Tensor, beta: torch.Tensor,
-                 side: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x → y, z; in joint mode (only) the side view enters the first layer of g_a."""
+                 side: torch.Tensor | None = None) -> torch.Tensor:
+        """x → y; in joint mode (only) the side view enters the first layer of g_a."""
         if not self.side_info_at_encoder:
             return super().analysis(x, beta)
         disparity, confidence = self.encoder_matcher(x, side)
         aligned = warp_horizontally(side, disparity)
         confidence = torch.nn.functional.interpolate(confidence, size=x.shape[2:], mode="nearest")
         h = self.g_a[0](x) + self.side_analysis(torch.cat([aligned, confidence.to(aligned.dtype)], 1))
-        y = self.g_a[1:](h).float() * self.gain(beta)
-        return y, self.hyper_analysis(y, beta)
+        return self.g_a[1:](h).float() * self.gain(beta)
 
     def synthesis(self, y_hat: torch.Tensor, beta: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
         """ŷ → x̂₀ (the hyperprior's g_s), then the correction borrowed from the side view."""

@@ -1,4 +1,4 @@
-"""Where results go, and how they get there without losing anything.
+"""What the command line's inputs become: (source, destination) jobs, and reading a source.
 
 `plan_outputs` turns the command line's inputs and `-o` into (source, destination) pairs:
 
@@ -7,24 +7,16 @@
 * several inputs or a directory input: `-o DIR` (created if missing) → `DIR/<stem><suffix>`;
 * no `-o`: `<stem><suffix>` beside each input (stdout for stdin).
 
-`write_atomic` writes to a temporary file in the destination's folder, flushes it to disk, and
-only then moves it into place, so a full disk or a killed process never leaves a partial file at
-the destination. Without `force`, the final step is a hard link, which fails atomically if the
-destination appeared meanwhile: an existing file is never overwritten.
+The destinations are written by `files.atomic.write_atomic`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
-STDIO = "-"
-
-
-class OutputExists(Exception):
-    """The destination exists and --force was not given."""
+from flowcodec_cli.files.atomic import STDIO
 
 
 def _expand(inputs: list[str], accepted: set[str]) -> tuple[list[str], bool]:
@@ -87,53 +79,8 @@ def plan_outputs(inputs: list[str], output: str | None, suffix: str,
 
 
 def read_input(src: str) -> bytes:
+    """The bytes of a source: a file, or stdin for '-'."""
     if src == STDIO:
         return sys.stdin.buffer.read()
     with open(src, "rb") as f:
         return f.read()
-
-
-def _move_no_clobber(tmp: str, dst: str) -> None:
-    """Move into place without ever replacing an existing file."""
-    try:
-        os.link(tmp, dst)  # atomic, and fails if dst exists
-    except FileExistsError:
-        raise OutputExists(dst) from None
-    except OSError:  # filesystems without hard links (FAT, some network mounts)
-        if os.path.lexists(dst):
-            raise OutputExists(dst) from None
-        os.replace(tmp, dst)
-        return
-    os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(dst: str, data: bytes, force: bool) -> None:
-    """All-or-nothing write of `data` to `dst` (or stdout for '-')."""
-    if dst == STDIO:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    if not force and os.path.lexists(dst):
-        raise OutputExists(dst)
-    folder = os.path.dirname(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(prefix=".flowcodec-", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 would surprise users
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if force:
-            os.replace(tmp, dst)
-        else:
-            _move_no_clobber(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

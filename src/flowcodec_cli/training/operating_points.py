@@ -1,4 +1,4 @@
-"""From the β a user asks for to the β the network runs at, measured with real rounding and bits.
+"""Measuring the operating points (β → β′) of a weights file with real rounding and bits.
 
 `--beta` promises the rate weight of L = D + β·R with real quantization and real bits. The network's
 β input (its rate gains and table conditioning) was only trained against a stand-in: additive
@@ -15,7 +15,7 @@ measured by this module on the shipped fp16 weights and written into that weight
 so it is covered by the weights digest and travels with the weights it was measured for. A
 weights file without knots is run at the requested β (the identity map).
 
-    python -m flowcodec_cli.operating_points weights/hyperprior.safetensors \
+    python -m flowcodec_cli.training.operating_points weights/hyperprior.safetensors \
         --data ../shared/data/stereo/middlebury_trainingQ/left ../shared/data/stereo/middlebury_trainingQ/right \
         --out docs/operating_points/hyperprior.json --write
 
@@ -28,7 +28,6 @@ import argparse
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,54 +35,19 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from . import zoo
-from .models import build_model
+from flowcodec_cli import zoo
+from flowcodec_cli.codec.operating_points import METADATA_KEY, rounded
+from flowcodec_cli.models import build_model
 
-METADATA_KEY = "operating_points"
 GRID_STEPS_PER_OCTAVE = 6   # candidate β′ values: a geometric grid over the model's range
 KNOTS_PER_OCTAVE = 2        # requested β values the map is measured at
-SIGNIFICANT_DIGITS = 4      # β′ is rounded so headers and the card stay readable
-
-
-def _rounded(value: float) -> float:
-    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
-
-
-@dataclass(frozen=True)
-class OperatingPoints:
-    """A monotone map β → β′, log-log linear between knots, clamped to the model's β range."""
-
-    knots: tuple[tuple[float, float], ...]  # (β, β′), β increasing; empty: the identity
-    beta_min: float
-    beta_max: float
-
-    def __call__(self, beta: float) -> float:
-        if not self.knots:
-            return beta
-        betas = [math.log(b) for b, _ in self.knots]
-        ratios = [math.log(p) - math.log(b) for b, p in self.knots]
-        # Between knots the log-ratio β′/β is interpolated; beyond the end knots it is held.
-        ratio = float(np.interp(math.log(beta), betas, ratios))
-        return _rounded(min(self.beta_max, max(self.beta_min, beta * math.exp(ratio))))
-
-    @classmethod
-    def from_metadata(cls, metadata: dict, config: dict) -> "OperatingPoints":
-        knots = tuple((float(b), float(p)) for b, p in json.loads(metadata.get(METADATA_KEY, "[]")))
-        return cls(knots, config["beta_min"], config["beta_max"])
-
-
-def read(path: Path) -> OperatingPoints:
-    """The operating points stored in a weights file (the identity if it has none)."""
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-    return OperatingPoints.from_metadata(metadata, json.loads(metadata["config"]))
 
 
 def write(path: Path, knots: list[tuple[float, float]]) -> str:
     """Store knots in a weights file's metadata; the tensors are copied byte for byte.
     Returns the file's new sha256 (the zoo entry must be updated to it)."""
+    metadata = zoo.read_metadata(path)
     with safe_open(str(path), framework="pt") as f:
-        metadata = dict(f.metadata() or {})
         tensors = {key: f.get_tensor(key) for key in f.keys()}
     metadata[METADATA_KEY] = json.dumps([[b, p] for b, p in knots])
     tmp = path.with_suffix(".tmp")
@@ -104,7 +68,7 @@ def real_rd(model, images: list[torch.Tensor], beta: float) -> tuple[float, floa
     """Mean (R in bits per dimension, D as MSE) over images with the network at β, latents
     rounded as in the codec and the rate the model's information content of ŷ and ẑ (what the
     range coder writes, within ~0.2%: see `flowcodec bench`)."""
-    from .evaluate import rd_point
+    from flowcodec_cli.training.evaluate import rd_point
     points = [rd_point(model, x, beta) for x in images]
     rate = float(np.mean([bpp / 3 for bpp, _ in points]))
     distortion = float(np.mean([10 ** (-psnr / 10) for _, psnr in points]))
@@ -146,18 +110,18 @@ def measure(model, images: list[torch.Tensor], progress=None) -> dict:
     knots, floor = [], 0.0
     for beta in betas:
         network = beta * math.exp(intercept + slope * math.log(beta))
-        network = _rounded(min(config.beta_max, max(config.beta_min, network)))
+        network = rounded(min(config.beta_max, max(config.beta_min, network)))
         floor = max(floor, network)  # monotone: a larger β never runs the network at a smaller one
-        knots.append((_rounded(beta), floor))
+        knots.append((rounded(beta), floor))
     return {"knots": knots, "optima": [[b, o] for b, o in zip(betas, optima)],
             "fit": {"log_ratio_slope": float(slope), "log_ratio_intercept": float(intercept)},
             "grid": [{"beta": b, "bits_per_dim": r, "mse": d} for b, (r, d) in zip(grid, curve)]}
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .evaluate import center_crop
-    from .train import load_folder_images
-    p = argparse.ArgumentParser(prog="python -m flowcodec_cli.operating_points", description=__doc__,
+    from flowcodec_cli.training.evaluate import center_crop
+    from flowcodec_cli.training.loop import load_folder_images
+    p = argparse.ArgumentParser(prog="python -m flowcodec_cli.training.operating_points", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights", type=Path, help="a weights file (safetensors) to measure")
     p.add_argument("--data", nargs="+", required=True, help="held-out photo folders (never Kodak)")

@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import codec, fcx
-from .images import IMAGE_SUFFIXES, Picture, read_image
-from .metrics import psnr
+from flowcodec_cli import codec
+from flowcodec_cli.codec import fcx
+from flowcodec_cli.files.images import IMAGE_SUFFIXES, Picture, read_image
+from flowcodec_cli.evaluation.metrics import psnr
 
 BLOCK = 512          # mosaic blocks: crops of this side from the source photos
 MOSAIC_OFFSET = 200  # the first block edge (not a multiple of 64)

@@ -27,9 +27,26 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import fcx
+from flowcodec_cli.codec import fcx
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".webp", ".bmp"}
+
+
+def image_files(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """The image files of a folder (by suffix, IMAGE_SUFFIXES), sorted: the one definition of
+    "the images in a folder" that the CLI, training and the bench share."""
+    paths = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
+    return sorted(p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def stereo_pairs(folder: str | Path) -> list[tuple[str, Path, Path]]:
+    """(name, left, right) for every `left/NAME` image of a folder with a `right/NAME`: the
+    layout of the stereo sets (view coded, side view at the decoder). Empty if there are none."""
+    left_dir, right_dir = Path(folder) / "left", Path(folder) / "right"
+    if not left_dir.is_dir() or not right_dir.is_dir():
+        return []
+    return [(p.name, p, right_dir / p.name) for p in image_files(left_dir)
+            if (right_dir / p.name).is_file()]
 
 
 class ImageError(ValueError):

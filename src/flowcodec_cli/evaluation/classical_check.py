@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from flowcodec_cli import anchors, classical, metrics
+from flowcodec_cli.evaluation import anchors
+from flowcodec_cli.evaluation import classical
+from flowcodec_cli.evaluation import metrics
 
 
 def load_images(directory: Path) -> list[np.ndarray]:

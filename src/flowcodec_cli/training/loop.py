@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import stereo
-from .models import build_model, MODEL_CLASSES
+from flowcodec_cli.training import stereo_pairs as stereo
+from flowcodec_cli.models import build_model, MODEL_CLASSES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".tif", ".tiff", ".webp", ".bmp"}
 
@@ -201,7 +201,7 @@ def train(args: argparse.Namespace) -> None:
     elif args.init_from:
         # Continue from shipped fp16 weights (a fresh optimizer): training accumulates across
         # sessions even though checkpoints with optimizer state are never committed.
-        from . import zoo
+        from flowcodec_cli import zoo
         architecture, config, tensors = zoo.load_state(Path(args.init_from))
         # --config may change training-only fields (e.g. the flow's synthesis_input)
         model = build_model(args.model or architecture, {**config, **json.loads(args.config or "{}")})
@@ -309,7 +309,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def export_checkpoint(checkpoint: str, out: str) -> str:
     """Strip a training checkpoint to fp16 weights + config (safetensors); returns the sha256."""
-    from . import zoo
+    from flowcodec_cli import zoo
     model, state = load_checkpoint(Path(checkpoint))
     total = state.get("steps_before", 0) + state["step"]
     sha = zoo.export(model, Path(out), trained_steps=total)

@@ -54,6 +54,11 @@ class Header:
         return -(-self.height // self.tile), -(-self.width // self.tile)
 
     @property
+    def has_alpha(self) -> bool:
+        """The last stream is the lossless alpha plane."""
+        return self.layout in (LAYOUT_RGBA, LAYOUT_GRAY_ALPHA)
+
+    @property
     def needs_side_info(self) -> bool:
         return bool(self.flags & FLAG_SIDE_INFO)
 

@@ -30,7 +30,7 @@ import constriction
 import numpy as np
 import torch
 
-from . import mixture
+from flowcodec_cli.models import mixture
 
 MEAN_STEPS_PER_UNIT = 16           # means are snapped to multiples of 1/16
 SCALE_LEVELS = 64                  # scales are snapped to a log grid over [SCALE_MIN, SCALE_MAX]
@@ -41,6 +41,10 @@ WINDOW_HALF_WIDTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 MEAN_LIMIT = float(1 << 20)        # |mean| clamp (only reachable with forged input)
 TABLE_BUDGET = 1 << 22             # table entries built at once (bounds memory, ~100 MB)
 ESCAPE_LIMIT = 2**31 - 1           # |value − centre| must stay below this (zigzag in 32 bits)
+
+
+class CorruptStream(ValueError):
+    """A range-coded stream that is not a valid encoding under its tables."""
 
 
 class DesyncError(RuntimeError):
@@ -258,20 +262,33 @@ def encode(values: np.ndarray, q: QuantizedMixture) -> bytes:
 
 
 def decode(data: bytes, q: QuantizedMixture) -> np.ndarray:
-    """Mirror of `encode`: bytes + the same snapped mixtures -> integer values (N,)."""
+    """Mirror of `encode`: bytes + the same snapped mixtures -> integer values (N,).
+
+    The range decoder cannot tell where a stream ends, so a damaged stream would decode to other
+    values without complaint. Range coding is deterministic, so the decoder re-encodes what it
+    decoded with the tables it already built, and the stream must be exactly that encoding (a
+    flipped, truncated, extended or emptied stream fails): raises CorruptStream otherwise."""
     if len(data) % 4:
-        raise ValueError("entropy-coded stream length is not a multiple of 4 bytes")
+        raise CorruptStream("entropy-coded stream length is not a multiple of 4 bytes")
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     decoder = constriction.stream.queue.RangeDecoder(words)
+    check = constriction.stream.queue.RangeEncoder()
     plan = _plan(q)
     values = np.zeros(plan.centres.size, dtype=np.int64)
     escaped_positions = []
     for half, select in _groups(plan):
-        symbols = decoder.decode(_categorical(), _tables(q, plan, select, half)).astype(np.int64)
+        tables = _tables(q, plan, select, half)
+        symbols = decoder.decode(_categorical(), tables)
+        check.encode(symbols, _categorical(), tables)
+        symbols = symbols.astype(np.int64)
         values[select] = plan.centres[select] + symbols - half
         escaped_positions.append(select[symbols == 2 * half + 1])
     escaped = np.concatenate(escaped_positions) if escaped_positions else np.empty(0, np.int64)
     if escaped.size:
-        halves = decoder.decode(_UNIFORM_16, 2 * escaped.size).astype(np.uint64).reshape(-1, 2)
+        halves = decoder.decode(_UNIFORM_16, 2 * escaped.size)
+        check.encode(halves, _UNIFORM_16)
+        halves = halves.astype(np.uint64).reshape(-1, 2)
         values[escaped] = plan.centres[escaped] + _unzigzag((halves[:, 0] << 16) | halves[:, 1])
+    if check.get_compressed().astype("<u4").tobytes() != data:
+        raise CorruptStream("entropy-coded stream is not the encoding of what it decodes to")
     return values

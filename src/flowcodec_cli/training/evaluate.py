@@ -19,16 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics, mixture
-from .train import load_checkpoint, load_folder_images
+from flowcodec_cli.evaluation import metrics
+from flowcodec_cli.training.loop import load_checkpoint, load_folder_images
 
 
 def load_checkpoint_model(path: Path):
     """The model of a training checkpoint or of a weights file (.safetensors) in eval mode, and
     its state (step, config, training args), so shipped weights can be the reference."""
     if path.suffix == ".safetensors":
-        from . import zoo
-        from .models import build_model
+        from flowcodec_cli import zoo
+        from flowcodec_cli.models import build_model
         architecture, config, tensors = zoo.load_state(path)
         model = build_model(architecture, config)
         model.load_state_dict(tensors)
@@ -48,10 +48,10 @@ def center_crop(image: torch.Tensor, crop: int) -> torch.Tensor:
 def rd_point(model, x: torch.Tensor, beta: float) -> tuple[float, float]:
     """(bpp, PSNR) of one image at β with rounded latents."""
     b = torch.tensor([beta])
-    y, z = model.analysis(x, b)
-    y_hat, z_hat = torch.round(y), torch.round(z)
-    z_bits = mixture.bits(mixture.bin_likelihood(z_hat, model.z_prior(z.shape)))
-    y_bits = mixture.bits(mixture.bin_likelihood(y_hat, model.y_prior(z_hat, b)))
+    entropy_model = model.entropy_model
+    y = model.analysis(x, b)
+    y_hat, z_hat = torch.round(y), torch.round(entropy_model.hyper_analysis(y, b))
+    y_bits, z_bits = entropy_model.rounded_bits(y_hat, z_hat, entropy_model.y_prior(z_hat, b))
     x_hat = model.synthesis(y_hat, b).clamp(0, 1)
     pixels = x.shape[2] * x.shape[3]
     mse = float(((x_hat - x) ** 2).mean())

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .bench import (BenchImage, BenchResult, BenchUsageError, Codec, _describe, _fmt, _notice,
+from flowcodec_cli.evaluation.bench import (BenchImage, BenchResult, BenchUsageError, Codec, _describe, _fmt, _notice,
                     _peak_rss_mib, _quality, _sha256_bytes, _table, _write_text, attempt, bd_pair,
                     build_curves, curve_points, environment, measure_model, plan_models)
-from .images import IMAGE_SUFFIXES, Picture
+from flowcodec_cli.files.images import IMAGE_SUFFIXES, Picture
 
 FORMAT = "flowcodec-bench-stereo/1"
 ROLES = {"dsc-separate": "separate", "dsc": "distributed", "dsc-joint": "joint"}
@@ -47,7 +47,7 @@ def list_pairs(directory: Path, limit: int | None) -> list[tuple[str, Path, Path
 
 
 def _rgb(path: Path) -> np.ndarray:
-    from .images import read_image
+    from flowcodec_cli.files.images import read_image
     return read_image(path.read_bytes()).rgb
 
 
@@ -61,7 +61,8 @@ def measure_pair(codec: Codec, beta: float, name: str, sha: str, left: np.ndarra
     """bench's `measure_model` on the left view with the right view as side information; models
     that decode with side information also decode the same file with the wrong side image, made
     from `other` (another pair's right view) by `wrong_side`."""
-    from . import codec as neural, fcx
+    from flowcodec_cli import codec as neural
+    from flowcodec_cli.codec import fcx
     point, data = measure_model(codec, beta, BenchImage(name, Path(name), sha, left), "cpu", workdir,
                                 side=right)
     if neural.LoadedCodec.get(codec.key).model.side_info_at_decoder:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from . import operating_points, zoo
-from .bench import cpu_model
-from .models import build_model
+from flowcodec_cli.codec import operating_points
+from flowcodec_cli import zoo
+from flowcodec_cli.evaluation.bench import cpu_model
+from flowcodec_cli.models import build_model
 
 
 def training_wall_seconds(log_path: Path) -> float:

@@ -105,7 +105,7 @@ class TapSumConv2d(nn.Conv2d):
     tap at once and sums nine shifted slices of the product.
 
     Why: the codec runs convolutions on ATen's im2col + GEMM path (oneDNN changes its rounding
-    with the thread count, see codec.py), and that path is slow when a layer has few output
+    with the thread count, see codec/pipeline.py), and that path is slow when a layer has few output
     channels: the coupling's 32 → 12 output layer at the first level took 74 ms on a Kodak image,
     against 15 ms this way (a (9·out × in) by (in × pixels) product is one efficient GEMM).
     It is the same function up to float32 summation order, and deterministic for any thread count.

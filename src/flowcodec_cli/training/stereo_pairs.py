@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .images import IMAGE_SUFFIXES
+from flowcodec_cli.files.images import IMAGE_SUFFIXES
 MAX_SYNTHETIC_DISPARITY = 160  # pixels, at the training photos' scale
 
 

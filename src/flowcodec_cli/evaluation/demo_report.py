@@ -6,8 +6,8 @@ import os
 import sys
 
 
-from .images import read_image
-from .metrics import psnr
+from flowcodec_cli.files.images import read_image
+from flowcodec_cli.evaluation.metrics import psnr
 
 
 def main(argv: list[str]) -> None:

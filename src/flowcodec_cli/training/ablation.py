@@ -17,7 +17,9 @@ from pathlib import Path
 
 import torch
 
-from . import evaluate, metrics, train
+from flowcodec_cli.training import evaluate
+from flowcodec_cli.evaluation import metrics
+from flowcodec_cli.training import loop as train
 
 DATA = "../shared/data"
 TRAIN_FOLDERS = [f"{DATA}/bsds500/train", f"{DATA}/train/imagenet_sample", f"{DATA}/train/sun_hays80"]

@@ -26,9 +26,12 @@ import math
 import numpy as np
 import torch
 
-from . import codec as codec_module
-from . import fcx, mixture
-from .images import Picture
+from flowcodec_cli import codec as codec_module
+from flowcodec_cli.codec import fcx
+from flowcodec_cli.codec.pipeline import deterministic
+from flowcodec_cli.codec.tiles import image_tensor
+from flowcodec_cli.models import mixture
+from flowcodec_cli.files.images import Picture
 
 
 def reverse_water_filling(variances: np.ndarray, distortion: float) -> float:
@@ -57,6 +60,26 @@ def _gaussian_bits(values: torch.Tensor, means: torch.Tensor, stds: torch.Tensor
     return float(mixture.bits(mixture.bin_likelihood(values[None], params))[0])
 
 
+@deterministic
+def _latents(codec, rgb: np.ndarray, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unrounded y (C, H, W) float64 and the ẑ (1, C', H', W') of a single-tile encode."""
+    model = codec.model
+    y = model.analysis(image_tensor(rgb, model.stride), torch.tensor([beta]))
+    z_hat = torch.round(model.entropy_model.hyper_analysis(y, torch.tensor([beta])))
+    return y[0].double(), z_hat
+
+
+@deterministic
+def unquantized_roundtrip_error(model, rgb: np.ndarray, beta: float) -> float:
+    """max |synthesis(analysis(x)) − x| over the image's pixels in [0, 1], float32, with the
+    rounding of the latents left out: what an invertible transform loses by itself."""
+    height, width = rgb.shape[:2]
+    x = image_tensor(rgb, model.stride)
+    beta_t = torch.tensor([beta])
+    x_back = model.synthesis(model.analysis(x, beta_t), beta_t)
+    return float((x_back - x)[..., :height, :width].abs().max())
+
+
 @torch.no_grad()
 def analyze(picture: Picture, beta: float, model_name: str) -> dict:
     """The bound, the real rate and the gap components for one picture (single tile)."""
@@ -72,13 +95,11 @@ def analyze(picture: Picture, beta: float, model_name: str) -> dict:
                                       tile=-(-max(height, width) // unit) * unit)
 
     network_beta = stats.network_beta  # the latents below must be the ones the file codes
-    x = codec_module._image_tensor(picture.rgb, codec.model.stride)
-    with torch.backends.mkldnn.flags(enabled=False, allow_tf32=None):
-        y, z = codec.model.analysis(x, torch.tensor([network_beta]))
-    y = y[0].double()
+    y, z_hat = _latents(codec, picture.rgb, network_beta)
     y_hat = torch.round(y)
-    z_hat = torch.round(z)
-    params = codec.y_params(z_hat, network_beta)  # (K, C, H, W) float64
+    params1 = codec.y_params(z_hat, network_beta)  # (1, K, C, H, W) float64
+    r_model = float(codec.tables.rounded_bits(y_hat[None], z_hat, params1)[0][0])
+    params = mixture.MixtureParams(*(p[0] for p in params1))  # (K, C, H, W)
 
     weights = torch.softmax(params.logits, dim=0)
     second_moment = (weights * (params.scales ** 2 + params.means ** 2)).sum(dim=0)
@@ -91,8 +112,6 @@ def analyze(picture: Picture, beta: float, model_name: str) -> dict:
     r_uniform = _gaussian_bits(y_hat, torch.zeros_like(y),
                                channel_moment.sqrt()[:, None, None].expand_as(y))
     r_scale = _gaussian_bits(y_hat, torch.zeros_like(y), second_moment.sqrt())
-    r_model = float(mixture.bits(mixture.bin_likelihood(
-        y_hat[None], mixture.MixtureParams(*(p[None] for p in params))))[0])
     r_real = stats.payload_bits
     z_bits = stats.estimated_bits - r_model
 

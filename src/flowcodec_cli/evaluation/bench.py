@@ -68,7 +68,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import anchors, classical, metrics, zoo
+from flowcodec_cli.evaluation import anchors
+from flowcodec_cli.evaluation import classical
+from flowcodec_cli.evaluation import metrics
+from flowcodec_cli import zoo
 
 DEFAULT_BETAS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.014, 0.02, 0.05)
 DEFAULT_CACHE = ".bench_cache"
@@ -204,9 +207,7 @@ def _setting_name(value: float) -> str:
 
 def _model_config(path: Path) -> dict:
     """A weights file's stored config, without reading the tensors."""
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    meta = zoo.read_metadata(path)
     if "config" not in meta:
         raise zoo.WeightsError(f"{path.name}: no config metadata")
     return json.loads(meta["config"])
@@ -279,7 +280,7 @@ def environment(device: str, threads: int | None) -> dict:
 
 
 def list_images(directory: Path, limit: int | None) -> list[Path]:
-    from .images import IMAGE_SUFFIXES
+    from flowcodec_cli.files.images import IMAGE_SUFFIXES
     directory = Path(directory)
     if not directory.is_dir():
         raise BenchUsageError(f"{directory}: not a directory")
@@ -293,7 +294,7 @@ def list_images(directory: Path, limit: int | None) -> list[Path]:
 
 def read_images(paths: list[Path], errors: list) -> list[BenchImage]:
     """Read each image as 8-bit RGB; an unreadable one is reported, recorded and skipped."""
-    from .images import read_image
+    from flowcodec_cli.files.images import read_image
     loaded = []
     for path in paths:
         try:
@@ -342,13 +343,7 @@ def plan_models(names: list[str], betas: tuple[float, ...] | None, device: str) 
             raise BenchUsageError(f"--models: unknown model {name!r} "
                                   f"(known: {', '.join(sorted(zoo.REGISTRY))})")
         entry = zoo.REGISTRY[name]
-        path = zoo.weights_dir() / entry.file
-        if not path.is_file():
-            raise zoo.WeightsError(f"weights file {path} not found")
-        sha = zoo.sha256_file(path)
-        if sha != entry.sha256:
-            raise zoo.WeightsError(f"weights file {path.name} fails its sha256 check "
-                                   f"(expected {entry.sha256[:12]}…, found {sha[:12]}…)")
+        path, sha = zoo.verify(name)
         config = _model_config(path)
         lo, hi = config.get("beta_min"), config.get("beta_max")
         sweep = default_betas(config) if betas is None else betas
@@ -409,8 +404,9 @@ def measure_model(codec: Codec, beta: float, image: BenchImage, device: str,
     """Encode to a real .fcx file, decode from it, and measure everything. Returns the point and
     the file's bytes. `side`: the side-information image, given to the encoder and the decoder
     of models that use it there (bench --stereo)."""
-    from . import codec as neural, fcx
-    from .images import Picture
+    from flowcodec_cli import codec as neural
+    from flowcodec_cli.codec import fcx
+    from flowcodec_cli.files.images import Picture
     model = neural.LoadedCodec.get(codec.key).model
     side_picture = None if side is None else Picture(side, None, fcx.LAYOUT_RGB)
     picture = Picture(image.rgb, None, fcx.LAYOUT_RGB)
@@ -692,7 +688,7 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
     if threads is not None:
         torch.set_num_threads(threads)
     if device == "cuda" and planned_models and not torch.cuda.is_available():
-        from .codec import CodecError
+        from flowcodec_cli.codec import CodecError
         raise CodecError("--device cuda: no CUDA device is available on this machine")
 
     errors: list[tuple[str, BaseException]] = []
@@ -778,9 +774,9 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
 
 def bound_analysis(planned_models: list, bench_images: list) -> list[dict]:
     """`analysis.analyze` for every model and β, averaged over the given images."""
-    from . import analysis
-    from .images import Picture
-    from . import fcx
+    from flowcodec_cli.evaluation import analysis
+    from flowcodec_cli.files.images import Picture
+    from flowcodec_cli.codec import fcx
     results = []
     for codec in planned_models:
         for beta in codec.settings:
@@ -800,14 +796,15 @@ def invertibility(planned_models: list, bench_images: list) -> list[dict]:
     """For invertible models (the flow codec): max |synthesis(analysis(x)) − x| without
     quantization, pixels in [0, 1], float32, on every image, at the model's smallest and largest
     bench β."""
-    from . import codec as neural
+    from flowcodec_cli import codec as neural
+    from flowcodec_cli.evaluation import analysis
     results = []
     for planned in planned_models:
         loaded = neural.LoadedCodec.get(planned.key)
         if not getattr(loaded.model, "invertible", False):
             continue
         for beta in (min(planned.settings), max(planned.settings)):
-            errors = {im.name: neural.unquantized_roundtrip_error(loaded, im.rgb, beta)
+            errors = {im.name: analysis.unquantized_roundtrip_error(loaded.model, im.rgb, beta)
                       for im in bench_images}
             results.append({"model": planned.key, "beta": beta, "images": len(errors),
                             "max_abs_error": max(errors.values()), "per_image": errors})

@@ -68,8 +68,6 @@ class RateGain(nn.Module):
     def __init__(self, channels: int, beta_min: float, beta_max: float, anchors: int = 8,
                  exponent: float = -0.5, reference: float | None = None):
         super().__init__()
-        self.beta_min = beta_min
-        self.beta_max = beta_max
         log_betas = torch.linspace(math.log(beta_min), math.log(beta_max), anchors, dtype=torch.float64)
         self.register_buffer("log_betas", log_betas, persistent=False)
         # gain = (β / reference)^exponent at initialization; reference defaults to the middle.

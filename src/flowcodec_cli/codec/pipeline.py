@@ -1,0 +1,246 @@
+"""encode(picture) -> .fcx bytes and decode(.fcx bytes) -> picture, as mirror images.
+
+    encode: image → tensor → analysis → y → round → ŷ, ẑ → z tables → z stream
+                                        ẑ → h_s → y tables → y stream → container
+    decode: container → z stream → ẑ → h_s → y tables → y stream → ŷ → synthesis → image
+
+Every tile is entropy-decoded, and the tables checked against the header's parameter CRC, before
+any synthesis runs: a decoder that would rebuild other tables stops with DesyncError instead of
+producing garbage (`loaded.py` says why the tables are the same everywhere).
+
+All coding runs with oneDNN (mkldnn) switched off: its convolutions partition work by thread
+count and round differently with 1 and 2 threads (measured: 44 pixel values of a Kodak image
+changed by one level), while ATen's im2col + GEMM path gives identical results for any thread
+count, and is no slower on this CPU.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from flowcodec_cli import zoo
+from flowcodec_cli.codec import entropy, fcx
+from flowcodec_cli.codec.loaded import CodecError, LoadedCodec
+from flowcodec_cli.codec.tiles import (DEFAULT_TILE, Box, region, tile_grid_fits, tiles, to_rgb,
+                                       window)
+from flowcodec_cli.files.images import Picture
+
+__all__ = ["CodecError", "EncodeStats", "LoadedCodec", "SideInfoError", "decode", "encode",
+           "DEFAULT_TILE"]
+
+
+class SideInfoError(CodecError):
+    """Side information is required but missing, or does not fit the file."""
+
+
+@dataclass
+class EncodeStats:
+    estimated_bits: float   # the model's information content of the coded symbols
+    payload_bits: int       # the range-coded streams as written (without container overhead)
+    network_beta: float     # the β the network ran at (the header's β), see operating_points.py
+
+
+def deterministic(fn):
+    """Run `fn` without gradients and without oneDNN (see the module docstring)."""
+    def wrapper(*args, **kwargs):
+        with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False, allow_tf32=None):
+            return fn(*args, **kwargs)
+    wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
+    return wrapper
+
+
+@deterministic
+def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL, device: str = "cpu",
+           tile: int = DEFAULT_TILE, side_info: Picture | None = None) -> tuple[bytes, EncodeStats]:
+    """Compress a picture into .fcx bytes at rate weight β.
+
+    `side_info` is only for models that see it at the encoder (joint coding); a distributed
+    model's encoder never sees it, and refusing it there keeps that promise checkable."""
+    codec = LoadedCodec.get(model_name)
+    header, side = _encode_header(codec, picture, beta, tile, side_info)
+    streams, estimate = [], 0.0
+    for box in tiles(header):
+        y_hat, z_hat = _analyse_tile(codec, picture.rgb, box, header.beta, device, side)
+        z_stream = entropy.encode(_symbols(z_hat), codec.z_tables(z_hat.shape))
+        y_params = codec.y_params(z_hat, header.beta)
+        y_tables = codec.y_tables(y_params)
+        y_stream = entropy.encode(_symbols(y_hat), y_tables)
+        header.params_crc = y_tables.digest(header.params_crc)
+        streams += [z_stream, y_stream]
+        estimate += codec.estimated_bits(y_hat, z_hat, y_params)
+    payload = 8 * sum(len(s) for s in streams)
+    if picture.alpha is not None:
+        streams.append(zlib.compress(np.ascontiguousarray(picture.alpha).tobytes(), 9))
+    return fcx.pack(fcx.Container(header, streams)), EncodeStats(estimate, payload, header.beta)
+
+
+@deterministic
+def decode(data: bytes, side_info: Picture | None = None, device: str = "cpu") -> Picture:
+    """Decompress .fcx bytes. Raises fcx.FormatError, CodecError or entropy.DesyncError.
+
+    `side_info` is ignored by models that do not use it (the header's flag says which do)."""
+    container = fcx.unpack(data)
+    header = container.header
+    codec, side = _decode_setup(container, side_info)
+    latents, crc, broken = {}, 0, None
+    for index, box in enumerate(tiles(header)):
+        z_stream, y_stream = container.streams[2 * index:2 * index + 2]
+        z_shape = codec.z_shape(box.height, box.width)
+        z_hat = torch.from_numpy(_decode_stream(z_stream, codec.z_tables(z_shape))).view(z_shape)
+        y_params = codec.y_params(z_hat, header.beta)
+        y_tables = codec.y_tables(y_params)
+        crc = y_tables.digest(crc)
+        if broken is None:
+            try:
+                y_shape = y_params.means.shape[:1] + y_params.means.shape[2:]
+                latents[box.top, box.left] = torch.from_numpy(_decode_stream(y_stream, y_tables)).float().view(y_shape)
+            except fcx.FormatError as exc:
+                # Keep chaining the parameter CRC: wrong tables also break the range decoder,
+                # and then the right diagnosis is the desync, not a corrupt stream.
+                broken = exc
+    if crc != header.params_crc:  # before any synthesis: a desync is an error, never garbage
+        raise entropy.DesyncError("probability tables differ from the encoder's (parameter CRC "
+                                  "mismatch): refusing to decode")
+    if broken is not None:
+        raise broken
+    rgb = np.empty((header.height, header.width, 3), dtype=np.uint8)
+    for box in tiles(header):
+        rgb[box.top:box.top + box.height, box.left:box.left + box.width] = \
+            _synthesize_tile(codec, latents, header, box, device, side)
+    alpha = _decode_alpha(container.streams[-1], header) if header.has_alpha else None
+    return Picture(rgb, alpha, header.layout)
+
+
+def _encode_header(codec: LoadedCodec, picture: Picture, beta: float, tile: int,
+                   side_info: Picture | None) -> tuple[fcx.Header, np.ndarray | None]:
+    """Check the request and make the header (with the network's β); the side view if used."""
+    config = codec.model.config
+    if not config.beta_min <= beta <= config.beta_max:
+        raise CodecError(f"--beta {beta} is outside the model's range "
+                         f"[{config.beta_min}, {config.beta_max}]")
+    height, width = picture.rgb.shape[:2]
+    fcx.check_dimensions(height, width)
+    problem = tile_grid_fits(height, width, tile)
+    if problem:
+        raise CodecError(problem)
+    side = None
+    if codec.model.side_info_at_encoder:
+        side = _side_rgb(side_info, height, width)
+    elif side_info is not None:
+        raise SideInfoError(f"model {codec.name!r} does not use side information at the encoder")
+    flags = fcx.FLAG_SIDE_INFO if codec.model.side_info_at_decoder else 0
+    network_beta = codec.network_beta(beta)  # the header carries the β the network runs at
+    header = fcx.Header(codec.name, codec.digest, height, width, picture.layout, network_beta, 0,
+                        tile, flags)
+    return header, side
+
+
+def _analyse_tile(codec: LoadedCodec, rgb: np.ndarray, box: Box, beta: float, device: str,
+                  side: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A tile's window (the tile padded to the stride, plus the context it borrows) → analysis
+    → y cropped to the tile → (ŷ, ẑ) on the CPU, each (1, C, h, w)."""
+    model = codec.transforms(device)
+    factor = model.latent_stride
+    win, (above, before, below, after) = window(box, *rgb.shape[:2], model.stride)
+    beta_t = torch.tensor([beta], device=device)
+    x = region(rgb, win).to(device)
+    y = model.analysis(x, beta_t) if side is None else \
+        model.analysis(x, beta_t, region(side, win).to(device))
+    y = y[..., above // factor:(win.height - below) // factor,
+          before // factor:(win.width - after) // factor]
+    z = model.entropy_model.hyper_analysis(y, beta_t)
+    return torch.round(y.cpu()), torch.round(z.cpu())
+
+
+def _decode_setup(container: fcx.Container, side_info: Picture | None):
+    """The model the file names (its weights must be the installed ones) and the side view."""
+    header = container.header
+    side = _side_rgb(side_info, header.height, header.width) if header.needs_side_info else None
+    try:
+        codec = LoadedCodec.get(header.model)
+    except zoo.WeightsError as exc:
+        raise CodecError(f"cannot decode: {exc}") from None
+    if header.weights_digest != codec.digest:
+        raise CodecError(f"file was made with other weights for model {header.model!r} "
+                         f"({header.weights_digest.hex()[:12]}…, installed {codec.digest.hex()[:12]}…)")
+    if header.needs_side_info != codec.model.side_info_at_decoder:
+        raise fcx.FormatError(f"side-information flag does not match model {header.model!r}")
+    rows, cols = header.tile_grid
+    expected_streams = 2 * rows * cols + header.has_alpha
+    if len(container.streams) != expected_streams:
+        raise fcx.FormatError(f"expected {expected_streams} streams, found {len(container.streams)}")
+    return codec, side
+
+
+def _synthesize_tile(codec: LoadedCodec, latents: dict[tuple[int, int], torch.Tensor], header: fcx.Header,
+                     box: Box, device: str, side: np.ndarray | None) -> np.ndarray:
+    """ŷ of the tile and the context it borrows from its neighbours' ŷ → synthesis (with the side
+    view, if any) → the tile's RGB (h, w, 3) uint8. The mirror of `_analyse_tile`'s window."""
+    model = codec.transforms(device)
+    factor = model.latent_stride
+    win, (above, before, _, _) = window(box, header.height, header.width, model.stride)
+    y_hat = _gather_latents(latents, header, box, win, factor)
+    beta32 = torch.tensor([header.beta], dtype=torch.float64).float().to(device)
+    if side is None:
+        x_hat = model.synthesis(y_hat.to(device), beta32).cpu()
+    else:
+        x_hat = model.synthesis(y_hat.to(device), beta32, region(side, win).to(device)).cpu()
+    return to_rgb(x_hat[0, :, above:above + box.height, before:before + box.width])
+
+
+def _gather_latents(latents: dict[tuple[int, int], torch.Tensor], header: fcx.Header, box: Box,
+                    win: Box, factor: int) -> torch.Tensor:
+    """ŷ over a tile's window (in pixels, multiples of `factor`), copied from the tile and the
+    neighbours it borrows context from; zero beyond the image."""
+    r0, c0 = win.top // factor, win.left // factor
+    r1, c1 = r0 + win.height // factor, c0 + win.width // factor
+    channels = next(iter(latents.values())).shape[1]
+    y_hat = torch.zeros(1, channels, r1 - r0, c1 - c0)
+    neighbours = [(box.top + dt * header.tile, box.left + dl * header.tile)
+                  for dt in (-1, 0, 1) for dl in (-1, 0, 1)]
+    for t, l in (key for key in neighbours if key in latents):
+        block, bt, bl = latents[t, l], t // factor, l // factor
+        rows = slice(max(r0, bt), min(r1, bt + block.shape[2]))
+        cols = slice(max(c0, bl), min(c1, bl + block.shape[3]))
+        if rows.start < rows.stop and cols.start < cols.stop:
+            y_hat[..., rows.start - r0:rows.stop - r0, cols.start - c0:cols.stop - c0] = \
+                block[..., rows.start - bt:rows.stop - bt, cols.start - bl:cols.stop - bl]
+    return y_hat
+
+
+def _side_rgb(side_info: Picture | None, height: int, width: int) -> np.ndarray:
+    """The side image's RGB, which must have the coded image's size (the views of one camera rig)."""
+    if side_info is None:
+        raise SideInfoError("this file needs side information: pass --side-info IMAGE")
+    if side_info.rgb.shape[:2] != (height, width):
+        h, w = side_info.rgb.shape[:2]
+        raise SideInfoError(f"side image is {w}x{h}, the coded image is {width}x{height}")
+    return side_info.rgb
+
+
+def _decode_alpha(stream: bytes, header: fcx.Header) -> np.ndarray:
+    """The lossless alpha plane; bounded so a forged stream cannot inflate past the image size."""
+    size = header.height * header.width
+    try:
+        raw = zlib.decompressobj().decompress(stream, size + 1)
+    except zlib.error:
+        raise fcx.FormatError("alpha stream is corrupt") from None
+    if len(raw) != size:
+        raise fcx.FormatError("alpha stream has the wrong size")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(header.height, header.width).copy()
+
+
+def _symbols(values: torch.Tensor) -> np.ndarray:
+    """Rounded latents (1, C, H, W) → the int64 symbols of a stream, raster order per channel."""
+    return values.flatten().long().numpy()
+
+
+def _decode_stream(stream: bytes, q: entropy.QuantizedMixture) -> np.ndarray:
+    try:
+        return entropy.decode(stream, q)
+    except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:  # constriction: broken stream
+        raise fcx.FormatError(f"entropy-coded stream is corrupt ({exc})") from None
