@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from flowcodec_cli import cli, codec
+from flowcodec_cli.codec import fcx
 from flowcodec_cli.evaluation import analysis
-from flowcodec_cli import cli
 from flowcodec_cli.files import images
 
 SAMPLE = Path(__file__).parent / "data" / "parrots_256x192.png"
@@ -86,10 +87,25 @@ def test_bound_and_real_rate_are_consistent(result):
     # reason rounding coded with the channel Gaussian (R_uniform) may also fall below the bound
     # when the latents are sparser than a Gaussian (it does for the 53,585-step weights), so the
     # quantization gap has no fixed sign and is not asserted.
-    assert 0 < result["bound_bpp"] and 0 < result["real_payload_bpp"]
-    assert 0 < result["uniform_quantization_bpp"]
-    assert result["real_payload_bpp"] < result["bpp_file"]  # the file adds header + CRC
+    assert 0 < result["bound_bpp"] and 0 < result["uniform_quantization_bpp"]
     assert result["beta"] == BETA and result["model"] == "hyperprior"
+    # rounding error of each latent is at most 1/2, so its mean square is at most 1/4
+    assert 0 < result["latent_mse_per_element"] <= 0.25
+
+
+def test_rates_are_those_of_the_file_analyze_describes(result):
+    """The real rates are the file's, and the model's rates are those of the latents the file
+    codes: y and z bits each match their own range-coded stream (a wrong β or other latents in
+    the analysis would move the model's y bits, and z bits = estimate − y bits, away from them)."""
+    picture = images.read_image(SAMPLE)
+    pixels = picture.rgb.shape[0] * picture.rgb.shape[1]
+    data, stats = codec.encode(picture, BETA, "hyperprior", tile=256)  # one tile, as analyze does
+    z_stream, y_stream = fcx.unpack(data).streams
+    assert result["network_beta"] == stats.network_beta != BETA  # the operating-point map ran
+    assert result["bpp_file"] == 8 * len(data) / pixels
+    assert result["real_payload_bpp"] == 8 * (len(z_stream) + len(y_stream)) / pixels
+    assert result["model_bpp"] == pytest.approx(8 * len(y_stream) / pixels, rel=0.02)
+    assert result["hyper_latent_bpp"] == pytest.approx(8 * len(z_stream) / pixels, rel=0.03)
 
 
 def test_cli_analyze_json(result):

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowcodec_cli.evaluation import bench
+from flowcodec_cli.evaluation.bench import measure as bench_measure
 from flowcodec_cli import cli
 from flowcodec_cli import codec
 from flowcodec_cli import zoo
@@ -132,7 +133,7 @@ def test_reports_written(work):
 def test_cache_skips_encoding(work, monkeypatch):
     tmp, images, first = work
     calls = {"model": 0, "classical": 0}
-    real_encode, real_classical = codec.encode, bench.measure_classical
+    real_encode, real_classical = codec.encode, bench_measure.measure_classical
 
     def counting_encode(*args, **kwargs):
         calls["model"] += 1
@@ -143,7 +144,7 @@ def test_cache_skips_encoding(work, monkeypatch):
         return real_classical(*args, **kwargs)
 
     monkeypatch.setattr(codec, "encode", counting_encode)
-    monkeypatch.setattr(bench, "measure_classical", counting_classical)
+    monkeypatch.setattr(bench_measure, "measure_classical", counting_classical)
     again = bench.run(images, **bench_kwargs(tmp, report_dir=tmp / "report2"))
     assert calls == {"model": 0, "classical": 0}
     assert again.document["config"]["jobs_cached"] == 4
@@ -157,14 +158,14 @@ def test_cache_skips_encoding(work, monkeypatch):
 
 def test_failing_job_is_reported_and_the_run_goes_on(work, monkeypatch, capsys):
     tmp, images, _ = work
-    real_classical = bench.measure_classical
+    real_classical = bench_measure.measure_classical
 
     def failing_at_60(codec_, setting, image):
         if setting == 60.0:
             raise RuntimeError("encoder crashed")
         return real_classical(codec_, setting, image)
 
-    monkeypatch.setattr(bench, "measure_classical", failing_at_60)
+    monkeypatch.setattr(bench_measure, "measure_classical", failing_at_60)
     result = bench.run(images, **bench_kwargs(tmp, cache_dir=tmp / "cache-fail",
                                               betas=BETAS[:1], report_dir=tmp / "report-fail"))
     what = f"{images / PARROTS.name}: webp at quality 60"

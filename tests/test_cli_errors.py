@@ -292,3 +292,57 @@ def test_json_never_mixes_into_stdout_data(tmp_path):
     path.write_bytes(proc.stdout)
     assert run("info", path).exit_code == 0
     assert b'"bytes"' in proc.stderr
+
+
+# --- the one per-input loop (cli._each_input) --------------------------------------------------
+
+def test_each_input_reports_each_failure_once_and_returns_the_first_code(capsys):
+    def produce(src):
+        if src == "gone":
+            raise FileNotFoundError(2, "No such file or directory", src)
+        yield f"{src}:1"
+        if src == "half":
+            raise fcx.FormatError("broken after one result")
+        yield f"{src}:2"
+
+    emitted = []
+    code = cli._each_input([("ok",), ("gone",), ("half",), ("ok2",)], produce,
+                           lambda job, result: emitted.append(result))
+    assert code == 3
+    assert emitted == ["ok:1", "ok:2", "half:1", "ok2:1", "ok2:2"]
+    assert capsys.readouterr().err.splitlines() == [
+        "flowcodec: gone: no such file", "flowcodec: half: broken after one result"]
+
+
+def test_each_input_leaves_failures_to_print_to_click():
+    """A closed pipe while printing is not a failure of the input: click ends the process."""
+    def emit(job, result):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(BrokenPipeError):
+        cli._each_input([("a",)], lambda src: iter([1]), emit)
+
+
+def test_info_of_a_directory(tmp_path):
+    line = assert_one_clean_error(run("info", tmp_path), 3, str(tmp_path))
+    assert line == f"flowcodec: {tmp_path}: is a directory"
+
+
+def test_analyze_reports_every_unreadable_image(tmp_path):
+    fake, missing = tmp_path / "fake.png", tmp_path / "missing.png"
+    fake.write_text("not a picture")
+    result = run("analyze", fake, missing, "--beta", "0.01,0.02", "--json")
+    assert result.exit_code == 3
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [f"flowcodec: {fake}: not a recognized image file",
+                                          f"flowcodec: {missing}: No such file or directory"]
+
+
+def test_unreadable_side_information_fails_once_before_any_file(encoded, tmp_path):
+    missing = tmp_path / "side.png"
+    out = tmp_path / "out.png"
+    result = run("decode", encoded, "-o", out, "--side-info", missing)
+    assert result.exit_code == 6
+    assert result.stderr.splitlines() == [
+        f"flowcodec: {missing}: side information: No such file or directory"]
+    assert not out.exists()

@@ -139,3 +139,85 @@ def test_tables_equal_the_plain_mixture_cdf(seed):
         np.testing.assert_array_equal(entropy._tables(q, plan, select, half),
                                       reference_tables(q, plan, select, half))
     assert seen == set(entropy.WINDOW_HALF_WIDTHS[1:])  # even SCALE_MIN reaches past ±1
+
+
+# --- a damaged stream is refused, never decoded to other values --------------------------------
+
+
+@pytest.fixture(scope="module")
+def coded_stream():
+    """A few hundred symbols (some escaped) under snapped tables, and their stream."""
+    rng = np.random.default_rng(8)
+    params = random_mixture(rng, 300)
+    values = sample(rng, *params)
+    values[[7, 150]] = [700, -5000]  # the escape path's words are part of the stream too
+    q = entropy.quantize_params(*params)
+    return values, q, entropy.encode(values, q)
+
+
+def test_valid_stream_decodes_exactly(coded_stream):
+    values, q, data = coded_stream
+    assert len(data) >= 64 and len(data) % 4 == 0
+    np.testing.assert_array_equal(entropy.decode(data, q), values)
+
+
+def flip_middle_byte(data: bytes) -> bytes:
+    bad = bytearray(data)
+    bad[len(bad) // 2] ^= 0xFF
+    return bytes(bad)
+
+
+DAMAGE = {
+    "byte flipped in the middle": flip_middle_byte,
+    "last word dropped": lambda d: d[:-4],
+    "zero word appended": lambda d: d + bytes(4),
+    "word appended": lambda d: d + b"\x12\x34\x56\x78",
+    "empty": lambda d: b"",
+    "first word only": lambda d: d[:4],
+}
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_damaged_stream_is_refused(coded_stream, kind):
+    _, q, data = coded_stream
+    bad = DAMAGE[kind](data)
+    assert bad != data
+    with pytest.raises(entropy.CorruptStream):
+        entropy.decode(bad, q)
+    assert issubclass(entropy.CorruptStream, ValueError)
+
+
+@pytest.fixture(scope="module")
+def flip_outcomes(coded_stream):
+    """Decode the stream with each of its bytes inverted in turn: 'refused' (CorruptStream),
+    'accepted' (decoded; the values must then differ), or the name of any other exception."""
+    values, q, data = coded_stream
+    outcomes = []
+    for i in range(len(data)):
+        bad = bytearray(data)
+        bad[i] ^= 0xFF
+        try:
+            decoded = entropy.decode(bytes(bad), q)
+        except entropy.CorruptStream:
+            outcomes.append("refused")
+            continue
+        except Exception as exc:  # noqa: BLE001 - reported by test_damage_raises_only_corrupt_stream
+            outcomes.append(type(exc).__name__)
+            continue
+        outcomes.append("accepted")
+        assert not np.array_equal(decoded, values)  # two streams never decode to the same values
+    return outcomes
+
+
+def test_most_single_byte_flips_are_refused(flip_outcomes):
+    """The re-encoding check is exact, but a near-optimal coder has little redundancy: a damaged
+    stream can be the valid encoding of other values (none of this stream's 112 inverted bytes
+    is, but 6 of 300 single-bit and single-byte flips of a similar stream were). The file's
+    CRC32, not this check, is what catches accidents."""
+    assert flip_outcomes.count("accepted") <= 0.05 * len(flip_outcomes)
+
+
+def test_damage_raises_only_corrupt_stream(flip_outcomes):
+    """constriction's own errors on a broken stream (e.g. an AssertionError 'invalid for the
+    employed entropy model') reach callers as CorruptStream, the one error of the contract."""
+    assert set(flip_outcomes) <= {"refused", "accepted"}

@@ -144,13 +144,15 @@ def test_beta_is_stored_exactly():
 # --- every corruption is detected --------------------------------------------------------------
 
 def test_every_single_byte_change_is_detected():
+    """By the right check: the magic and the version are read first, and the CRC is verified
+    before any other field is interpreted (a flipped flag, layout or length is a CRC error)."""
     data = packed()
     for i in range(len(data)):
+        reason = "magic" if i < OFF["version"] else "version" if i == OFF["version"] else "CRC"
         for mask in (0x01, 0x80, 0xFF):
             bad = bytearray(data)
             bad[i] ^= mask
-            assert bytes(bad) != data
-            with pytest.raises(fcx.FormatError):
+            with pytest.raises(fcx.FormatError, match=reason):
                 fcx.unpack(bytes(bad))
 
 
@@ -167,9 +169,17 @@ def test_every_single_byte_change_of_a_larger_file_is_detected():
 def test_every_truncation_is_detected():
     data = packed()
     for n in range(len(data)):
-        assert len(data[:n]) < len(data)
-        with pytest.raises(fcx.FormatError):
+        with pytest.raises(fcx.FormatError, match="magic" if n < len(fcx.MAGIC) else "truncated|CRC"):
             fcx.unpack(data[:n])
+
+
+def test_every_truncation_is_detected_behind_a_valid_crc():
+    """The parser's own bounds checks, not only the CRC: every prefix of the body, re-sealed, is
+    refused as truncated (never an IndexError or struct.error, never a shorter valid file)."""
+    body = packed()[:-4]
+    for n in range(len(fcx.MAGIC), len(body)):
+        with pytest.raises(fcx.FormatError, match="truncated"):
+            fcx.unpack(reseal(body[:n]))
 
 
 def test_empty_and_tiny_inputs():

@@ -12,14 +12,7 @@ import torch
 from flowcodec_cli.models.layers.flow import (ActNorm, AffineCoupling, FlowStep, HaarSqueeze, InvertibleConv1x1,
                                       TapSumConv2d)
 from flowcodec_cli.models import build_model
-
-
-def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=generator))
-    return module
+from model_helpers import randomized as randomize
 
 
 @pytest.fixture

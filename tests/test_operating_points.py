@@ -1,4 +1,5 @@
-"""The map from the requested β to the β the network runs at (operating_points.py)."""
+"""The map from the requested β to the β the network runs at: the runtime map
+(codec/operating_points.py) and its measurement (training/operating_points.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from flowcodec_cli import codec
 from flowcodec_cli.codec import fcx
 from flowcodec_cli.codec import operating_points
 from flowcodec_cli import zoo
+from flowcodec_cli.training import operating_points as fitting
 from flowcodec_cli.models.hyperprior import HyperpriorCodec, HyperpriorConfig
 from flowcodec_cli.codec.operating_points import OperatingPoints
 
@@ -50,17 +52,17 @@ def test_best_network_beta_finds_the_minimum_of_the_real_lagrangian():
     # A curve with a known optimum: R(β′) = -log2(β′)/3, D(β′) = c·β′. Then
     # d/dβ′ (D + β R) = c − β/(3 ln2 β′) = 0 at β′ = β / (3 c ln 2).
     c = 10.0
-    grid = operating_points.geometric(0.0003, 0.08, operating_points.GRID_STEPS_PER_OCTAVE)
+    grid = fitting.geometric(0.0003, 0.08, fitting.GRID_STEPS_PER_OCTAVE)
     curve = [(-math.log2(b) / 3, c * b) for b in grid]
     for beta in (0.01, 0.05, 0.3):
         expected = beta / (3 * c * math.log(2))
-        assert operating_points.best_network_beta(grid, curve, beta) == pytest.approx(expected, rel=0.02)
+        assert fitting.best_network_beta(grid, curve, beta) == pytest.approx(expected, rel=0.02)
     # an optimum beyond the grid stops at its end
-    assert operating_points.best_network_beta(grid, curve, 1e-6) == grid[0]
+    assert fitting.best_network_beta(grid, curve, 1e-6) == grid[0]
 
 
 def test_geometric_grid_ends_exactly_at_both_limits():
-    grid = operating_points.geometric(0.0003, 0.08, 6)
+    grid = fitting.geometric(0.0003, 0.08, 6)
     assert grid[0] == 0.0003 and grid[-1] == 0.08
     ratios = np.diff(np.log2(grid))
     assert np.all(ratios > 0) and np.all(ratios <= 1 / 6 + 1e-12)
@@ -71,7 +73,7 @@ def test_measure_gives_monotone_knots_inside_the_range():
     model = HyperpriorCodec(HyperpriorConfig(channels=8, latent_channels=8, hyper_channels=4,
                                              beta_min=0.001, beta_max=0.016)).eval()
     images = [torch.rand(1, 3, 64, 64) for _ in range(2)]
-    result = operating_points.measure(model, images)
+    result = fitting.measure(model, images)
     knots = result["knots"]
     assert [b for b, _ in knots] == [0.001, 0.001414, 0.002, 0.002828, 0.004, 0.005657, 0.008,
                                      0.01131, 0.016]
@@ -85,7 +87,7 @@ def test_write_keeps_the_tensors_and_read_returns_the_knots(tmp_path):
     path = tmp_path / "w.safetensors"
     shutil.copy(zoo.weights_path("dsc"), path)  # a weights file without knots
     assert operating_points.read(path).knots == ()
-    sha = operating_points.write(path, list(KNOTS))
+    sha = fitting.write(path, list(KNOTS))
     assert sha == zoo.sha256_file(path) != zoo.REGISTRY["dsc"].sha256
     assert operating_points.read(path).knots == KNOTS
     with safe_open(str(zoo.weights_path("dsc")), framework="pt") as old, \

@@ -271,10 +271,12 @@ def test_permissions_follow_the_umask(tmp_path, mask, mode, force):
         if force:
             dst.write_bytes(b"old")
         write_atomic(str(dst), PAYLOAD, force=force)
+        # read back before the finally restores it: write_atomic must leave the umask as it was
+        # (reading it means setting it, so set it to what it must already be)
+        assert os.umask(mask) == mask
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(dst).st_mode) == mode
-    assert os.umask(old) == old                       # the umask itself was left as it was
 
 
 def test_stdout(capsysbinary):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowcodec_cli.evaluation import bench_stereo
+from flowcodec_cli.evaluation.bench import stereo as bench_stereo
 from flowcodec_cli import codec
 from flowcodec_cli.codec import fcx
 from flowcodec_cli.training import stereo_pairs as stereo
@@ -236,7 +236,7 @@ def test_side_info_decoding_is_identical_across_threads(tmp_path, distributed_fi
     import os
     path = tmp_path / "cup.fcx"
     path.write_bytes(distributed_file)
-    script = ("import sys, hashlib; from flowcodec_cli import codec, images; "
+    script = ("import sys, hashlib; from flowcodec_cli import codec; from flowcodec_cli.files import images; "
               "p = codec.decode(open(sys.argv[1], 'rb').read(), side_info=images.read_image(sys.argv[2])); "
               "print(hashlib.sha256(p.rgb.tobytes()).hexdigest())")
     out = subprocess.run([sys.executable, "-c", script, str(path), str(PAIRS / "right" / NAME)],

@@ -2,13 +2,16 @@
 weights that record their steps, and a new run can start from those weights."""
 
 import json
+import random
 from pathlib import Path
 
 import torch
 
-from flowcodec_cli.training import loop as train
 from flowcodec_cli import zoo
 from flowcodec_cli.models import build_model
+from flowcodec_cli.models.base import file_name
+from flowcodec_cli.training import checkpoints
+from flowcodec_cli.training import loop as train
 
 DATA = Path(__file__).parent / "data"
 TINY = json.dumps({"levels": 2, "steps": 1, "hidden": 8, "hyper_width": 16, "hyper_channels": 8})
@@ -31,7 +34,7 @@ def test_resume_export_and_continue(tmp_path):
     assert all(r["psnr"] > 0 and r["bpp"] > 0 for r in log)
 
     weights = tmp_path / "flow.safetensors"
-    sha = train.export_checkpoint(str(run / "checkpoint.pt"), str(weights))
+    sha = checkpoints.export_checkpoint(str(run / "checkpoint.pt"), str(weights))
     assert sha == zoo.sha256_file(weights) and zoo.trained_steps(weights) == 3
 
     _train(tmp_path / "more", 2, "--init-from", str(weights))
@@ -49,9 +52,48 @@ def test_optimizer_state_follows_parameter_names():
     saved_opt = optimizer.state_dict()
     # Pretend the saved run listed its parameters in reverse order.
     reverse = {old: len(names) - 1 - old for old in range(len(names))}
-    state = {"model": {n: None for n in reversed(names)},
+    state = {"model": {file_name(n): None for n in reversed(names)},
              "optimizer": {"state": {reverse[i]: v for i, v in saved_opt["state"].items()},
                            "param_groups": saved_opt["param_groups"]}}
-    restored = train._reordered_optimizer_state(state, model)
+    restored = checkpoints.reordered_optimizer_state(state, model)
     for i, values in saved_opt["state"].items():
         assert torch.equal(restored["state"][i]["exp_avg"], values["exp_avg"])
+
+
+def test_a_resumed_checkpoint_keeps_the_adam_moments_of_each_parameter(tmp_path):
+    """Checkpoints name the entropy model's tensors without their `entropy_model.` prefix and list
+    them last; resuming still gives every parameter, those of the entropy model included, its own
+    Adam moments."""
+    model = build_model("flow", json.loads(TINY))
+    optimizer = torch.optim.Adam(model.parameters())
+    out = model(torch.rand(1, 3, 32, 32), torch.tensor([0.001]))
+    (out["x_hat"].sum() + out["y_bits_per_image"].sum() + out["z_bits_per_image"].sum()).backward()
+    optimizer.step()
+    path = tmp_path / "checkpoint.pt"
+    checkpoints.save_checkpoint(path, model, optimizer, 1, {}, random.Random(0))
+
+    resumed, state = checkpoints.load_checkpoint(path)
+    resumed_optimizer = torch.optim.Adam(resumed.parameters())
+    resumed_optimizer.load_state_dict(checkpoints.reordered_optimizer_state(state, resumed))
+    before = dict(model.named_parameters())
+    after = dict(resumed.named_parameters())
+    entropy = [name for name in before if name.startswith("entropy_model.")]
+    assert entropy and any(optimizer.state[before[name]] for name in entropy)
+    for name in before:
+        old, new = optimizer.state[before[name]], resumed_optimizer.state[after[name]]
+        assert old.keys() == new.keys()
+        for key in old:
+            assert torch.equal(old[key], new[key]), (name, key)
+
+
+def test_bf16_defaults_to_what_the_hardware_computes_natively(monkeypatch):
+    """bf16 autocast is emulated (many times slower) on CPUs without AVX512-BF16/AMX, so it is on
+    by default only where it is native, or on CUDA; an explicit flag always wins, and the
+    resolved value is what the checkpoint's args record."""
+    base = ["--data", "x", "--run-dir", "y"]
+    for native in (False, True):
+        monkeypatch.setattr(train, "native_bf16", lambda: native)
+        assert train.parse_args(base).bf16 is native
+        assert train.parse_args([*base, "--bf16"]).bf16 is True
+        assert train.parse_args([*base, "--no-bf16"]).bf16 is False
+        assert train.parse_args([*base, "--device", "cuda"]).bf16 is True

@@ -1,7 +1,8 @@
-"""The `flowcodec` command line: a thin click layer over codec.py.
+"""The `flowcodec` command line: a thin click layer over the codec (`flowcodec_cli.codec`).
 
-No torch at import time: `flowcodec --help` and `flowcodec info` stay instant. Every failure is
-one line on stderr naming the file and the problem, and a documented exit code (docs/cli.md):
+No torch at import time: `flowcodec --help` stays instant (commands import what they need when
+they run). Every failure is one line on stderr naming the file and the problem, and a documented
+exit code (the table is errors.EXIT_CODES; docs/cli.md and this list are tested against it):
 
     0 ok · 1 internal error · 2 usage · 3 unreadable input · 4 corrupt/invalid .fcx
     5 model or weights problem · 6 side information missing or wrong · 7 output exists (no --force)
@@ -19,76 +20,75 @@ from pathlib import Path
 
 import click
 
-from flowcodec_cli.codec import fcx
-from flowcodec_cli.files.atomic import OutputExists, write_atomic
+from flowcodec_cli.errors import (  # noqa: F401 - cli.EXIT_* and cli.Failure are public names
+    EXIT_DESYNC, EXIT_EXISTS, EXIT_FORMAT, EXIT_INPUT, EXIT_INTERNAL, EXIT_MODEL, EXIT_OK,
+    EXIT_SIDE_INFO, EXIT_USAGE, Failure, classify)
+from flowcodec_cli.files.atomic import write_atomic
 from flowcodec_cli.files.jobs import plan_outputs, read_input
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_FORMAT = 0, 1, 2, 3, 4
-EXIT_MODEL, EXIT_SIDE_INFO, EXIT_EXISTS, EXIT_DESYNC = 5, 6, 7, 8
+_DONE = object()   # the end of a job's results (see _each_input)
 
 
-class Failure(Exception):
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
+def _progress(jobs: list, show_bar: bool):
+    """The jobs, behind a progress bar on stderr if asked; tqdm is imported only then, so the
+    commands without a bar (info, analyze) do not pay for it."""
+    if not show_bar:
+        return jobs
+    from tqdm import tqdm
+    return tqdm(jobs, unit="file", file=sys.stderr)
 
 
-def _classify(exc: BaseException) -> Failure:
-    """Map library exceptions onto exit codes and one-line messages."""
-    from flowcodec_cli.files.images import ImageError
-    if isinstance(exc, Failure):
-        return exc
-    if isinstance(exc, OutputExists):
-        return Failure(EXIT_EXISTS, f"{exc} exists (use --force to overwrite)")
-    if isinstance(exc, ImageError):
-        return Failure(EXIT_INPUT, str(exc))
-    if isinstance(exc, fcx.FormatError):
-        return Failure(EXIT_FORMAT, str(exc))
-    if isinstance(exc, FileNotFoundError):
-        return Failure(EXIT_INPUT, "no such file")
-    if isinstance(exc, IsADirectoryError):
-        return Failure(EXIT_INPUT, "is a directory")
-    if isinstance(exc, PermissionError):
-        return Failure(EXIT_INPUT, "permission denied")
-    from flowcodec_cli import codec
-    from flowcodec_cli.codec import entropy
-    from flowcodec_cli import zoo
-    if isinstance(exc, entropy.DesyncError):
-        return Failure(EXIT_DESYNC, str(exc))
-    if isinstance(exc, codec.SideInfoError):
-        return Failure(EXIT_SIDE_INFO, str(exc))
-    if isinstance(exc, (codec.CodecError, zoo.WeightsError)):
-        return Failure(EXIT_MODEL, str(exc))
-    if isinstance(exc, OSError):
-        return Failure(EXIT_INPUT, exc.strerror or str(exc))
-    return Failure(EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+def _each_input(jobs: list[tuple], produce, emit, show_bar: bool = False) -> int:
+    """Run the generator `produce(*job)` for every job, `emit(job, result)` for each result.
+
+    The one loop of every command that takes several inputs, so they all fail the same way: a
+    failure is one line, `flowcodec: {job[0]}: {message}`, ends that job's results and does not
+    stop the other jobs. Returns the first failure's exit code (0 if none). `produce` yields
+    rather than returns so that a job may report results as they come (analyze: one per β).
+    `emit` runs outside the `try`: failing to print (a closed pipe) is not a failure of the input,
+    and is left to click.
+    """
+    first_failure = EXIT_OK
+    for job in _progress(jobs, show_bar):
+        results = produce(*job)
+        while True:
+            try:
+                result = next(results, _DONE)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - every failure becomes one line + a code
+                failure = classify(exc)
+                first_failure = first_failure or failure.code
+                click.echo(f"flowcodec: {job[0]}: {failure.message}", err=True)
+                break
+            if result is _DONE:
+                break
+            emit(job, result)
+    return first_failure
 
 
 def _run_batch(jobs, work, quiet: bool, as_json: bool) -> None:
-    """Run `work(src, dst)` for every job; report each failure in one line; exit with a code."""
-    from tqdm import tqdm
-    first_failure = EXIT_OK
-    show_bar = len(jobs) > 1 and not quiet
-    for src, dst in tqdm(jobs, disable=not show_bar, unit="file", file=sys.stderr):
+    """encode and decode: `work(src, dst)` codes one file and returns its record, which is timed
+    and printed (a JSON line, or a summary line unless quiet); exit with the first failure's
+    code. A progress bar shows only for several files, where there is progress to see."""
+    def produce(src, dst):
         start = time.perf_counter()
-        try:
-            record = work(src, dst)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - every failure becomes one line + a code
-            failure = _classify(exc)
-            first_failure = first_failure or failure.code
-            click.echo(f"flowcodec: {src}: {failure}", err=True)
-            continue
+        record = work(src, dst)
         record["seconds"] = round(time.perf_counter() - start, 4)
+        yield record
+
+    def emit(job, record):
+        dst = job[1]
         if as_json:  # never mixed into data written to stdout
             click.echo(json.dumps(record), err=dst == "-")
         elif not quiet and dst != "-":
             click.echo(_summary(record), err=True)
-    sys.exit(first_failure)
+
+    sys.exit(_each_input(jobs, produce, emit, show_bar=len(jobs) > 1 and not quiet))
 
 
 def _summary(record: dict) -> str:
+    """The human-readable line of one finished file: what went where, its size and its time."""
     parts = [f"{record['input']} -> {record['output']}", f"{record['bytes']} bytes"]
     if "bpp" in record:
         parts.append(f"{record['bpp']:.4f} bpp")
@@ -114,20 +114,22 @@ _common_output = [
 
 
 def _with_output_options(f):
+    """Add the options encode and decode share, so that they are spelled and documented once."""
     for option in reversed(_common_output):
         f = option(f)
     return f
 
 
 def _read_side_info_or_exit(path: str | None):
-    """The side-information image, or exit with the side-information code if it cannot be read."""
+    """The side-information image, or exit with the side-information code if it cannot be read:
+    it is read before any file is coded, so a bad one fails once and not once per file."""
     from flowcodec_cli.files import images
     if path is None:
         return None
     try:
         return images.read_image(path)
     except BaseException as exc:  # noqa: BLE001
-        click.echo(f"flowcodec: {path}: side information: {_classify(exc)}", err=True)
+        click.echo(f"flowcodec: {path}: side information: {classify(exc).message}", err=True)
         sys.exit(EXIT_SIDE_INFO)
 
 
@@ -146,7 +148,7 @@ def encode(inputs, beta, model, side_info, output, force, quiet, as_json, device
     from flowcodec_cli.files import images
     from flowcodec_cli import zoo
     model = model or zoo.DEFAULT_MODEL
-    jobs = _plan_or_exit(inputs, output, ".fcx", images.IMAGE_SUFFIXES, force)
+    jobs = _plan_or_exit(inputs, output, ".fcx", images.IMAGE_SUFFIXES)
     side = _read_side_info_or_exit(side_info)
 
     def work(src, dst):
@@ -170,7 +172,7 @@ def decode(inputs, side_info, output, force, quiet, as_json, device):
     """Decompress .fcx files into images (PNG unless the output name says otherwise)."""
     from flowcodec_cli import codec
     from flowcodec_cli.files import images
-    jobs = _plan_or_exit(inputs, output, ".png", {".fcx"}, force)
+    jobs = _plan_or_exit(inputs, output, ".png", {".fcx"})
     side = _read_side_info_or_exit(side_info)
 
     def work(src, dst):
@@ -189,28 +191,32 @@ def decode(inputs, side_info, output, force, quiet, as_json, device):
 @click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
 def info(inputs, as_json):
     """Show the header of .fcx files (no model is loaded)."""
-    failure_code = EXIT_OK
-    for src in inputs:
-        try:
-            data = read_input(src)
-            container = fcx.unpack(data)
-        except BaseException as exc:  # noqa: BLE001
-            failure = _classify(exc)
-            failure_code = failure_code or failure.code
-            click.echo(f"flowcodec: {src}: {failure}", err=True)
-            continue
-        record = {"file": src, "bytes": len(data), **container.header.to_dict(),
-                  "streams": [len(s) for s in container.streams]}
-        h = container.header
-        record["bpp"] = 8 * len(data) / (h.height * h.width)
-        if as_json:
-            click.echo(json.dumps(record))
-        else:
-            click.echo(f"{src}:")
-            for key, value in record.items():
-                if key != "file":
-                    click.echo(f"  {key:20s} {value}")
-    sys.exit(failure_code)
+    from flowcodec_cli.codec import fcx
+
+    def produce(src):
+        data = read_input(src)
+        yield data, fcx.unpack(data)
+
+    def emit(job, unpacked):
+        _print_header(job[0], *unpacked, as_json)
+
+    sys.exit(_each_input([(src,) for src in inputs], produce, emit))
+
+
+def _print_header(src: str, data: bytes, container, as_json: bool) -> None:
+    """info's output for one file: the header fields plus what only the whole file tells (its
+    size, the stream sizes, the bpp), as one JSON line or as an indented list."""
+    record = {"file": src, "bytes": len(data), **container.header.to_dict(),
+              "streams": [len(s) for s in container.streams]}
+    h = container.header
+    record["bpp"] = 8 * len(data) / (h.height * h.width)
+    if as_json:
+        click.echo(json.dumps(record))
+    else:
+        click.echo(f"{src}:")
+        for key, value in record.items():
+            if key != "file":
+                click.echo(f"  {key:20s} {value}")
 
 
 @main.command()
@@ -231,27 +237,30 @@ def analyze(inputs, betas, model, as_json):
     except ValueError:
         click.echo(f"flowcodec: --beta: not a list of numbers: {betas}", err=True)
         sys.exit(EXIT_USAGE)
-    failure_code = EXIT_OK
-    for src in inputs:
-        for beta in beta_values:
-            try:
-                result = analysis.analyze(images.read_image(src), beta, model)
-            except BaseException as exc:  # noqa: BLE001
-                failure = _classify(exc)
-                failure_code = failure_code or failure.code
-                click.echo(f"flowcodec: {src}: {failure}", err=True)
-                break
-            if as_json:
-                click.echo(json.dumps({"image": src, **result}))
-                continue
-            gaps = result["gaps_bpp"]
-            click.echo(
-                f"{src} β={beta:g}: bound {result['bound_bpp']:.4f} bpp, real {result['real_payload_bpp']:.4f}"
-                f" bpp (gap {result['total_gap_bpp']:+.4f}) = quantization {gaps['quantization']:+.4f}"
-                f" + variance estimation {gaps['variance_estimation']:+.4f}"
-                f" + context {gaps['context_mean_prediction']:+.4f}"
-                f" + coding/z {gaps['coding_overhead_and_z']:+.4f}")
-    sys.exit(failure_code)
+
+    def produce(src):
+        for beta in beta_values:  # a failure skips this image's remaining β values
+            yield beta, analysis.analyze(images.read_image(src), beta, model)
+
+    def emit(job, analyzed):
+        _print_analysis(job[0], *analyzed, as_json)
+
+    sys.exit(_each_input([(src,) for src in inputs], produce, emit))
+
+
+def _print_analysis(src: str, beta: float, result: dict, as_json: bool) -> None:
+    """analyze's output for one image and β: the JSON record, or one line with the gap between
+    the bound and the real rate split into its parts (they add up to the total gap)."""
+    if as_json:
+        click.echo(json.dumps({"image": src, **result}))
+        return
+    gaps = result["gaps_bpp"]
+    click.echo(
+        f"{src} β={beta:g}: bound {result['bound_bpp']:.4f} bpp, real {result['real_payload_bpp']:.4f}"
+        f" bpp (gap {result['total_gap_bpp']:+.4f}) = quantization {gaps['quantization']:+.4f}"
+        f" + variance estimation {gaps['variance_estimation']:+.4f}"
+        f" + context {gaps['context_mean_prediction']:+.4f}"
+        f" + coding/z {gaps['coding_overhead_and_z']:+.4f}")
 
 
 @main.command()
@@ -275,7 +284,7 @@ def models():
               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.pass_context
 def train(ctx):
-    """Train a model (see `flowcodec train --help` for the options of flowcodec_cli.train)."""
+    """Train a model (see `flowcodec train --help` for the options of flowcodec_cli.training.loop)."""
     from flowcodec_cli.training import loop as training
     training.main(list(ctx.args))
 
@@ -321,7 +330,7 @@ def bench(directory, models, betas, codecs, no_classical, setting_overrides, ima
     and BD-rate. Unreadable images are reported and skipped (exit code 3 at the end).
     """
     from flowcodec_cli.evaluation import bench as benchmark
-    from flowcodec_cli.evaluation import bench_stereo
+    from flowcodec_cli.evaluation.bench import stereo as bench_stereo
     try:
         if stereo:
             result = bench_stereo.run_stereo(
@@ -341,28 +350,30 @@ def bench(directory, models, betas, codecs, no_classical, setting_overrides, ima
         sys.exit(EXIT_USAGE)
     except benchmark.NoReadableImages as exc:  # each image was already reported
         click.echo(f"flowcodec: bench: {directory}: {exc}", err=True)
-        sys.exit(_classify(exc.errors[0][1]).code)
+        sys.exit(classify(exc.errors[0][1]).code)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - a model that cannot run, etc.
-        failure = _classify(exc)
-        click.echo(f"flowcodec: bench: {failure}", err=True)
+        failure = classify(exc)
+        click.echo(f"flowcodec: bench: {failure.message}", err=True)
         sys.exit(failure.code)
     if not quiet:
         for path in result.written:
             click.echo(f"wrote {path}", err=True)
-    sys.exit(_classify(result.errors[0][1]).code if result.errors else EXIT_OK)
+    sys.exit(classify(result.errors[0][1]).code if result.errors else EXIT_OK)
 
 
-def _plan_or_exit(inputs, output, suffix, accepted, force):
+def _plan_or_exit(inputs, output, suffix, accepted):
+    """The (source, destination) jobs, or exit with the usage code: contradictory paths are
+    reported before anything is read or written."""
     try:
         return plan_outputs(list(inputs), output, suffix, accepted)
-    except Failure as failure:
-        click.echo(f"flowcodec: {failure}", err=True)
-        sys.exit(failure.code)
     except ValueError as exc:
         click.echo(f"flowcodec: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    except OSError as exc:  # e.g. -o DIR that cannot be created
+        click.echo(f"flowcodec: -o {output}: {classify(exc).message}", err=True)
+        sys.exit(classify(exc).code)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from flowcodec_cli.errors import WeightsError, WeightsMissing
+from flowcodec_cli.files.atomic import atomic_path
 from flowcodec_cli.models import build_model
 
 
@@ -86,14 +88,6 @@ _register(ZooEntry(
 DEFAULT_MODEL = "flow"
 """The model `encode` uses without --model: the flow codec, the better of the two on Kodak
 (BD-rate -2.3% against the hyperprior codec in docs/bench.json), at about twice its CPU time."""
-
-
-class WeightsError(RuntimeError):
-    """Weights are missing, tampered with, or do not fit the architecture."""
-
-
-class WeightsMissing(WeightsError):
-    """The weights file of a registered model is not installed."""
 
 
 def weights_dir() -> Path:
@@ -173,7 +167,6 @@ def export(model, path: Path, trained_steps: int | None = None) -> str:
     metadata = {"architecture": model.name, "config": json.dumps(model.config.to_dict())}
     if trained_steps is not None:
         metadata["trained_steps"] = str(trained_steps)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return sha256_file(path)

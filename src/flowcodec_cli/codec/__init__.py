@@ -2,11 +2,23 @@
 
 Holds the container (`fcx`), the entropy coder (`entropy`), the pipeline (`pipeline`), tiling and
 the runtime β → β′ map. It may import `models`, `files` and `zoo`; never `training` or
-`evaluation` (tests/test_layout.py enforces it)."""
+`evaluation` (tests/test_layout.py enforces it).
 
-from flowcodec_cli.codec.pipeline import (CodecError, EncodeStats, LoadedCodec, SideInfoError,
-                                          decode, encode)
-from flowcodec_cli.codec.tiles import DEFAULT_TILE, TILE_CONTEXT
+`encode`, `decode` and the rest are loaded on first use (PEP 562), so that reading a header
+(`codec.fcx`, `flowcodec info`, the fuzzers) never imports torch."""
 
-__all__ = ["DEFAULT_TILE", "TILE_CONTEXT", "CodecError", "EncodeStats", "LoadedCodec",
-           "SideInfoError", "decode", "encode"]
+from importlib import import_module
+
+_EXPORTS = {
+    "CodecError": "pipeline", "EncodeStats": "pipeline", "LoadedCodec": "pipeline",
+    "SideInfoError": "pipeline", "decode": "pipeline", "encode": "pipeline",
+    "DEFAULT_TILE": "tiles", "TILE_CONTEXT": "tiles",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f"flowcodec_cli.codec.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'flowcodec_cli.codec' has no attribute {name!r}")

@@ -30,6 +30,7 @@ import constriction
 import numpy as np
 import torch
 
+from flowcodec_cli.errors import CorruptStream, DesyncError  # noqa: F401 - re-exported
 from flowcodec_cli.models import mixture
 
 MEAN_STEPS_PER_UNIT = 16           # means are snapped to multiples of 1/16
@@ -41,14 +42,6 @@ WINDOW_HALF_WIDTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 MEAN_LIMIT = float(1 << 20)        # |mean| clamp (only reachable with forged input)
 TABLE_BUDGET = 1 << 22             # table entries built at once (bounds memory, ~100 MB)
 ESCAPE_LIMIT = 2**31 - 1           # |value − centre| must stay below this (zigzag in 32 bits)
-
-
-class CorruptStream(ValueError):
-    """A range-coded stream that is not a valid encoding under its tables."""
-
-
-class DesyncError(RuntimeError):
-    """The tables the decoder rebuilt are not the tables the encoder used."""
 
 
 class QuantizedMixture(NamedTuple):
@@ -266,10 +259,22 @@ def decode(data: bytes, q: QuantizedMixture) -> np.ndarray:
 
     The range decoder cannot tell where a stream ends, so a damaged stream would decode to other
     values without complaint. Range coding is deterministic, so the decoder re-encodes what it
-    decoded with the tables it already built, and the stream must be exactly that encoding (a
-    flipped, truncated, extended or emptied stream fails): raises CorruptStream otherwise."""
+    decoded with the tables it already built, and the stream must be exactly that encoding: a
+    truncated, extended or emptied stream always fails, a flipped byte almost always (a damaged
+    stream can be, by chance, the exact encoding of other values; tests/test_entropy.py measures
+    how rarely). Raises CorruptStream."""
     if len(data) % 4:
         raise CorruptStream("entropy-coded stream length is not a multiple of 4 bytes")
+    try:
+        return _decode_checked(data, q)
+    except CorruptStream:
+        raise
+    except (AssertionError, ValueError, RuntimeError, OverflowError) as exc:  # constriction
+        raise CorruptStream(f"entropy-coded stream is corrupt ({exc})") from None
+
+
+def _decode_checked(data: bytes, q: QuantizedMixture) -> np.ndarray:
+    """`decode` without the translation of the range coder's own errors."""
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     decoder = constriction.stream.queue.RangeDecoder(words)
     check = constriction.stream.queue.RangeEncoder()

@@ -11,6 +11,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from flowcodec_cli.errors import FormatError
+
 MAGIC = b"\x89FCX\r\n\x1a\n"   # PNG-style: catches text-mode mangling and 7-bit transports
 VERSION = 1
 
@@ -30,10 +32,6 @@ DIGEST_BYTES = 16
 _FIXED = struct.Struct("<8sBB")          # magic, version, flags
 _BODY = struct.Struct("<16sIIBHdIH")     # digest, height, width, layout, tile, beta, params crc, streams
 _LENGTH = struct.Struct("<I")
-
-
-class FormatError(ValueError):
-    """The bytes are not a valid .fcx file (wrong magic, truncated, corrupt, unsupported)."""
 
 
 @dataclass

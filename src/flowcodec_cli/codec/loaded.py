@@ -17,11 +17,8 @@ import torch
 
 from flowcodec_cli import zoo
 from flowcodec_cli.codec import entropy, fcx, operating_points
+from flowcodec_cli.errors import CodecError
 from flowcodec_cli.models import mixture
-
-
-class CodecError(RuntimeError):
-    """The file cannot be coded with the available model (unknown, other weights, bad β)."""
 
 
 class LoadedCodec:

@@ -16,6 +16,7 @@ count, and is no slower on this CPU.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 
@@ -24,17 +25,14 @@ import torch
 
 from flowcodec_cli import zoo
 from flowcodec_cli.codec import entropy, fcx
-from flowcodec_cli.codec.loaded import CodecError, LoadedCodec
+from flowcodec_cli.codec.loaded import LoadedCodec
 from flowcodec_cli.codec.tiles import (DEFAULT_TILE, Box, region, tile_grid_fits, tiles, to_rgb,
                                        window)
-from flowcodec_cli.files.images import Picture
+from flowcodec_cli.errors import CodecError, SideInfoError
+from flowcodec_cli.files import images  # as a module: files.images itself imports codec.fcx
 
 __all__ = ["CodecError", "EncodeStats", "LoadedCodec", "SideInfoError", "decode", "encode",
            "DEFAULT_TILE"]
-
-
-class SideInfoError(CodecError):
-    """Side information is required but missing, or does not fit the file."""
 
 
 @dataclass
@@ -46,16 +44,16 @@ class EncodeStats:
 
 def deterministic(fn):
     """Run `fn` without gradients and without oneDNN (see the module docstring)."""
+    @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False, allow_tf32=None):
             return fn(*args, **kwargs)
-    wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
     return wrapper
 
 
 @deterministic
-def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL, device: str = "cpu",
-           tile: int = DEFAULT_TILE, side_info: Picture | None = None) -> tuple[bytes, EncodeStats]:
+def encode(picture: images.Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL, device: str = "cpu",
+           tile: int = DEFAULT_TILE, side_info: images.Picture | None = None) -> tuple[bytes, EncodeStats]:
     """Compress a picture into .fcx bytes at rate weight β.
 
     `side_info` is only for models that see it at the encoder (joint coding); a distributed
@@ -79,7 +77,7 @@ def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL, d
 
 
 @deterministic
-def decode(data: bytes, side_info: Picture | None = None, device: str = "cpu") -> Picture:
+def decode(data: bytes, side_info: images.Picture | None = None, device: str = "cpu") -> images.Picture:
     """Decompress .fcx bytes. Raises fcx.FormatError, CodecError or entropy.DesyncError.
 
     `side_info` is ignored by models that do not use it (the header's flag says which do)."""
@@ -112,11 +110,11 @@ def decode(data: bytes, side_info: Picture | None = None, device: str = "cpu") -
         rgb[box.top:box.top + box.height, box.left:box.left + box.width] = \
             _synthesize_tile(codec, latents, header, box, device, side)
     alpha = _decode_alpha(container.streams[-1], header) if header.has_alpha else None
-    return Picture(rgb, alpha, header.layout)
+    return images.Picture(rgb, alpha, header.layout)
 
 
-def _encode_header(codec: LoadedCodec, picture: Picture, beta: float, tile: int,
-                   side_info: Picture | None) -> tuple[fcx.Header, np.ndarray | None]:
+def _encode_header(codec: LoadedCodec, picture: images.Picture, beta: float, tile: int,
+                   side_info: images.Picture | None) -> tuple[fcx.Header, np.ndarray | None]:
     """Check the request and make the header (with the network's β); the side view if used."""
     config = codec.model.config
     if not config.beta_min <= beta <= config.beta_max:
@@ -156,7 +154,7 @@ def _analyse_tile(codec: LoadedCodec, rgb: np.ndarray, box: Box, beta: float, de
     return torch.round(y.cpu()), torch.round(z.cpu())
 
 
-def _decode_setup(container: fcx.Container, side_info: Picture | None):
+def _decode_setup(container: fcx.Container, side_info: images.Picture | None):
     """The model the file names (its weights must be the installed ones) and the side view."""
     header = container.header
     side = _side_rgb(side_info, header.height, header.width) if header.needs_side_info else None
@@ -212,7 +210,7 @@ def _gather_latents(latents: dict[tuple[int, int], torch.Tensor], header: fcx.He
     return y_hat
 
 
-def _side_rgb(side_info: Picture | None, height: int, width: int) -> np.ndarray:
+def _side_rgb(side_info: images.Picture | None, height: int, width: int) -> np.ndarray:
     """The side image's RGB, which must have the coded image's size (the views of one camera rig)."""
     if side_info is None:
         raise SideInfoError("this file needs side information: pass --side-info IMAGE")

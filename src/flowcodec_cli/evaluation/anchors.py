@@ -17,7 +17,7 @@ complete files:
   measurements can be checked against them point by point (`classical_check`).
 
 Points are sorted by increasing bpp. The JSON is generated from the shared anchor folder by
-``python -m flowcodec_cli.anchors SRC_DIR OUT_JSON``.
+``python -m flowcodec_cli.evaluation.anchors SRC_DIR OUT_JSON``.
 """
 
 from __future__ import annotations
@@ -199,6 +199,6 @@ def build(src_dir: Path) -> dict:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m flowcodec_cli.anchors SRC_DIR OUT_JSON")
+        sys.exit("usage: python -m flowcodec_cli.evaluation.anchors SRC_DIR OUT_JSON")
     doc = build(Path(sys.argv[1]))
     Path(sys.argv[2]).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", "utf-8")

@@ -1,6 +1,6 @@
 """Check our classical-codec measurements against the shipped reference numbers on Kodak.
 
-    python -m flowcodec_cli.classical_check KODAK_DIR [--codec webp] [--settings 5,30,60,87]
+    python -m flowcodec_cli.evaluation.classical_check KODAK_DIR [--codec webp] [--settings 5,30,60,87]
 
 Why: bench's classical baselines are only worth showing if they are measured right. The
 shipped "measured" curves (anchors.measured()) were made with the same libraries and settings,
@@ -21,11 +21,15 @@ from PIL import Image
 from flowcodec_cli.evaluation import anchors
 from flowcodec_cli.evaluation import classical
 from flowcodec_cli.evaluation import metrics
+from flowcodec_cli.files.images import image_files
+
+# Only lossless inputs: the reference was measured on the original Kodak PNGs, and a JPEG copy
+# would add its own artefacts to what is compared.
+LOSSLESS_SUFFIXES = frozenset({".png", ".ppm", ".bmp", ".tif", ".tiff"})
 
 
 def load_images(directory: Path) -> list[np.ndarray]:
-    paths = sorted(p for p in Path(directory).iterdir()
-                   if p.suffix.lower() in {".png", ".ppm", ".bmp", ".tif", ".tiff"})
+    paths = [p for p in image_files(directory) if p.suffix.lower() in LOSSLESS_SUFFIXES]
     if not paths:
         raise SystemExit(f"no images in {directory}")
     images = []
@@ -47,7 +51,7 @@ def measure(codec: classical.ClassicalCodec, images: list[np.ndarray],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flowcodec_cli.classical_check",
+    parser = argparse.ArgumentParser(prog="python -m flowcodec_cli.evaluation.classical_check",
                                      description=__doc__.split("\n\n")[1])
     parser.add_argument("kodak_dir", type=Path)
     parser.add_argument("--codec", default="webp", choices=sorted(classical.MEASURED_CURVE))

@@ -1,6 +1,6 @@
 """Large photos: peak memory of `flowcodec encode` / `decode`, and the cost of tile seams.
 
-    python -m flowcodec_cli.resources --source DIR [--sizes 4000x3000,8000x6000] [--beta B]
+    python -m flowcodec_cli.evaluation.resources --source DIR [--sizes 4000x3000,8000x6000] [--beta B]
 
 * **Peak RSS.** A photo of each size is assembled from crops of the photos in DIR (a mosaic of
   real content, so the latents look like a photo's) and written as PNG. `flowcodec encode` and
@@ -116,7 +116,7 @@ def load_sources(directory: Path) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m flowcodec_cli.resources", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m flowcodec_cli.evaluation.resources", description=__doc__.splitlines()[0])
     p.add_argument("--source", required=True, help="folder of photos the test images are cut from")
     p.add_argument("--sizes", default="4000x3000,8000x6000", help="WxH list for the memory test")
     p.add_argument("--seam-side", type=int, default=2048)

@@ -18,11 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from flowcodec_cli.errors import OutputExists
+
 STDIO = "-"
-
-
-class OutputExists(Exception):
-    """The destination exists and --force was not given."""
 
 
 @contextmanager

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from flowcodec_cli.codec import fcx
+from flowcodec_cli.errors import ImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".webp", ".bmp"}
 
@@ -47,10 +48,6 @@ def stereo_pairs(folder: str | Path) -> list[tuple[str, Path, Path]]:
         return []
     return [(p.name, p, right_dir / p.name) for p in image_files(left_dir)
             if (right_dir / p.name).is_file()]
-
-
-class ImageError(ValueError):
-    """The input is not an image we can read."""
 
 
 class Picture(NamedTuple):

@@ -1,4 +1,6 @@
-"""The model registry: one name per architecture, refusing duplicates."""
+"""The models: one file per architecture (flow, hyperprior, side_info), the base class and the
+entropy-model component every model shares, and their building blocks (`layers/`). This file is
+the registry: one name per architecture. Imports only torch; never codec, training or evaluation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,3 @@
-"""Training: the loop, the loss, the data (photo folders, stereo pairs), checkpoints, the quick
-rate-distortion yardstick, ablations, model cards and the operating-point fitting.
-
-May import `models`, `codec`, `files`, `zoo` and `evaluation.metrics`; the coding core never imports it."""
+"""Training: the loop (`loop`), its loss, data, stereo pairs and checkpoints; the quick R-D
+yardstick (`evaluate`), ablations, model cards and the operating-point fitting. May import `models`,
+`codec`, `files`, `zoo`, `evaluation.metrics` and the bench's CPU name; the coding core never imports it."""

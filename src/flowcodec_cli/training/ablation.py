@@ -1,6 +1,6 @@
 """The flow codec's ablations (issue: flow depth, prior flexibility, β schedule, noise type).
 
-    python -m flowcodec_cli.ablation --steps 600 --crop 96 --out docs/flow_ablation.json
+    python -m flowcodec_cli.training.ablation --steps 600 --crop 96 --out docs/flow_ablation.json
 
 Every variant trains from scratch with the same budget (steps, batch, crop, seed, data) and is
 measured the same way (`evaluate.py`: rounded latents, the model's bits, PSNR of the central
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from flowcodec_cli.training import evaluate
 from flowcodec_cli.evaluation import metrics
-from flowcodec_cli.training import loop as train
+from flowcodec_cli.training import evaluate, loop
+from flowcodec_cli.training.checkpoints import load_checkpoint_model
+from flowcodec_cli.training.data import load_folder_images
 
 DATA = "../shared/data"
 TRAIN_FOLDERS = [f"{DATA}/bsds500/train", f"{DATA}/train/imagenet_sample", f"{DATA}/train/sun_hays80"]
@@ -46,7 +47,7 @@ VARIANTS: dict[str, tuple[dict, list[str], str]] = {
 
 def run(names: list[str], steps: int, crop: int, batch: int, images: int, out: Path,
         run_root: Path) -> dict:
-    validation = train.load_folder_images([VALIDATION_FOLDER], max_side=10**9, crop=256)[:images]
+    validation = load_folder_images([VALIDATION_FOLDER], max_side=10**9, crop=256)[:images]
     betas = [0.0002, 0.0005, 0.002, 0.008, 0.03]
     settings = {"steps": steps, "crop": crop, "batch": batch, "validation_images": len(validation)}
     # Variants measured earlier with the same budget are kept, so variants can be added later.
@@ -58,11 +59,11 @@ def run(names: list[str], steps: int, crop: int, batch: int, images: int, out: P
         extra = [str(steps // 2) if a == "HALF" else a for a in extra]
         run_dir = run_root / name
         print(f"ablation: {name}", flush=True)
-        train.main(["--model", "flow", "--config", json.dumps({**BASE_CONFIG, **config}), "--data", *TRAIN_FOLDERS,
-                    "--run-dir", str(run_dir), "--steps", str(steps), "--batch", str(batch),
-                    "--crop", str(crop), "--threads", str(torch.get_num_threads()),
-                    "--log-every", "100", *extra])
-        model, state = evaluate.load_checkpoint_model(run_dir / "checkpoint.pt")
+        loop.main(["--model", "flow", "--config", json.dumps({**BASE_CONFIG, **config}), "--data", *TRAIN_FOLDERS,
+                   "--run-dir", str(run_dir), "--steps", str(steps), "--batch", str(batch),
+                   "--crop", str(crop), "--threads", str(torch.get_num_threads()),
+                   "--log-every", "100", *extra])
+        model, state = load_checkpoint_model(run_dir / "checkpoint.pt")
         result = evaluate.evaluate(model, validation, betas, 256)
         results[name] = {"purpose": purpose, "config": config, "train_args": extra,
                          "steps": state["step"],
@@ -96,7 +97,7 @@ def table(doc: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m flowcodec_cli.ablation", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m flowcodec_cli.training.ablation", description=__doc__)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--crop", type=int, default=96)

@@ -1,6 +1,6 @@
 """Quick rate-distortion of a training checkpoint: the ablations' yardstick.
 
-    python -m flowcodec_cli.evaluate runs/abl-base/checkpoint.pt --data DIR [--crop 256] \
+    python -m flowcodec_cli.training.evaluate runs/abl-base/checkpoint.pt --data DIR [--crop 256] \
         [--betas 0.0002,0.001,0.005,0.02] [--reference other.json] --out result.json
 
 For each image (the central crop), at each β: the latents are rounded as in the codec, and the
@@ -20,21 +20,8 @@ import numpy as np
 import torch
 
 from flowcodec_cli.evaluation import metrics
-from flowcodec_cli.training.loop import load_checkpoint, load_folder_images
-
-
-def load_checkpoint_model(path: Path):
-    """The model of a training checkpoint or of a weights file (.safetensors) in eval mode, and
-    its state (step, config, training args), so shipped weights can be the reference."""
-    if path.suffix == ".safetensors":
-        from flowcodec_cli import zoo
-        from flowcodec_cli.models import build_model
-        architecture, config, tensors = zoo.load_state(path)
-        model = build_model(architecture, config)
-        model.load_state_dict(tensors)
-        return model.eval(), {"step": zoo.trained_steps(path), "config": config, "args": {}}
-    model, state = load_checkpoint(path)
-    return model.eval(), state
+from flowcodec_cli.training.checkpoints import load_checkpoint_model
+from flowcodec_cli.training.data import load_folder_images
 
 
 def center_crop(image: torch.Tensor, crop: int) -> torch.Tensor:
@@ -59,6 +46,7 @@ def rd_point(model, x: torch.Tensor, beta: float) -> tuple[float, float]:
 
 
 def evaluate(model, images: list[torch.Tensor], betas: list[float], crop: int) -> dict:
+    """The mean (bpp, PSNR) over the central crops of the images at each β."""
     crops = [center_crop(im, crop) for im in images]
     curve = []
     for beta in betas:
@@ -69,7 +57,7 @@ def evaluate(model, images: list[torch.Tensor], betas: list[float], crop: int) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m flowcodec_cli.evaluate", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m flowcodec_cli.training.evaluate", description=__doc__)
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--crop", type=int, default=256)

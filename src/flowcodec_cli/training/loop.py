@@ -1,22 +1,21 @@
 """Training: random crops of photo folders, β drawn across the range, resumable checkpoints.
 
-Run as `flowcodec train` or `python -m flowcodec_cli.train`. Each sample of a batch gets its own
-β, drawn log-uniformly from [beta_min, beta_max], so one set of weights learns the whole rate
-range. The loss is the information-bottleneck Lagrangian of the brief,
+Run as `flowcodec train` or `python -m flowcodec_cli.training.loop`; `flowcodec train export
+CHECKPOINT OUT` writes fp16 weights for `weights/`. This module is the loop and its command line;
+the pieces it puts together live beside it:
 
-    L = D + β·R,   D = MSE on pixels in [0, 1],   R = bits per dimension (bpp / 3),
+    data.py          photo folders in memory, random crops, the β of each sample
+    stereo_pairs.py  real stereo pairs and synthetic pairs, for side-information models
+    loss.py          the rate-distortion Lagrangian
+    checkpoints.py   save, resume (model, optimizer, step, RNG state), grow, export
 
-divided per sample by sqrt(β / β_mid) so that the high- and low-rate ends get gradients of
-comparable size (a per-β positive weight does not move any β's optimum).
+A run starts from its checkpoint if `--run-dir` has one (resuming exactly where it stopped), else
+from `--init-from` weights (a fresh optimizer), else from a random init. Side-information models
+(`--model side-info`) train on pairs: real stereo pairs from `--stereo` folders and synthetic
+pairs made from the `--data` photos. `--stereo` with another model trains it on the coded views
+of the same pairs, without side information (the "separate" control).
 
-Side-information models (`--model side-info`) train on pairs (`stereo.py`): real stereo pairs
-from `--stereo` folders and synthetic pairs made from the `--data` photos; the loss is the same
-Lagrangian with the reconstruction computed from ŷ and the side view (the distributed objective
-when only the decoder sees the side view). `--stereo` with another model trains it on the coded
-views of the same pairs, without side information (the "separate" control).
-
-Never imported by encode or decode. Checkpoints hold model, optimizer, step and RNG state so a
-killed run resumes exactly where it stopped; `export` writes fp16 weights for `weights/`.
+Never imported by encode or decode.
 """
 
 from __future__ import annotations
@@ -29,149 +28,21 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import torch
-from PIL import Image
 
-from flowcodec_cli.training import stereo_pairs as stereo
+from flowcodec_cli import zoo
 from flowcodec_cli.models import build_model, MODEL_CLASSES
+from flowcodec_cli.training import stereo_pairs as stereo
+from flowcodec_cli.training.checkpoints import (export_checkpoint, load_checkpoint, load_grown,
+                                                reordered_optimizer_state, save_checkpoint)
+from flowcodec_cli.training.data import load_folder_images, random_batch, sample_betas
+from flowcodec_cli.training.loss import rd_loss
+from flowcodec_cli.training.throughput import native_bf16
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".tif", ".tiff", ".webp", ".bmp"}
-
-
-def load_folder_images(folders: list[str], max_side: int, crop: int) -> list[torch.Tensor]:
-    """Load every photo of the folders into memory as uint8 (3, H, W) tensors.
-
-    Photos whose short side exceeds `max_side` are downscaled (Lanczos): this removes most JPEG
-    artefacts of web photos, which a codec should not learn to reproduce.
-    """
-    images = []
-    for folder in folders:
-        for path in sorted(Path(folder).rglob("*")):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                short = min(im.size)
-                if short > max_side:
-                    scale = max_side / short
-                    im = im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
-                if min(im.size) < crop:
-                    continue
-                images.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous())
-    return images
-
-
-def random_batch(images: list[torch.Tensor], batch: int, crop: int, rng: random.Random) -> torch.Tensor:
-    """A batch of random crops with random horizontal flips, float32 in [0, 1]."""
-    out = torch.empty(batch, 3, crop, crop)
-    for i in range(batch):
-        img = images[rng.randrange(len(images))]
-        top = rng.randrange(img.shape[1] - crop + 1)
-        left = rng.randrange(img.shape[2] - crop + 1)
-        patch = img[:, top:top + crop, left:left + crop]
-        if rng.random() < 0.5:
-            patch = patch.flip(2)
-        out[i] = patch.float() / 255.0
-    return out
-
-
-def sample_betas(batch: int, beta_min: float, beta_max: float, rng: random.Random) -> torch.Tensor:
-    lo, hi = math.log(beta_min), math.log(beta_max)
-    return torch.tensor([math.exp(rng.uniform(lo, hi)) for _ in range(batch)], dtype=torch.float32)
-
-
-def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool,
-            rate_weight: float = 1.0, side: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """The weighted Lagrangian for a batch, plus per-batch bpp and PSNR for the log.
-
-    `rate_weight` < 1 scales β down during a rate warm-up (the β-schedule ablation).
-    `side`: the side views, for models that use side information."""
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(x, beta, side)  # models without side information ignore it
-    x_hat = out["x_hat"].float()
-    pixels = x.shape[2] * x.shape[3]
-    mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))  # (B,)
-    bits = out["y_bits_per_image"] + out["z_bits_per_image"]  # (B,)
-    rate = bits / (3 * pixels)
-    beta_mid = math.sqrt(model.config.beta_min * model.config.beta_max)
-    weight = (beta / beta_mid).rsqrt()
-    loss = ((mse + rate_weight * beta * rate) * weight).mean()
-    stats = {
-        "loss": loss.item(),
-        "bpp": (bits / pixels).mean().item(),
-        "psnr": (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item(),
-    }
-    return loss, stats
-
-
-def load_grown(model, tensors: dict[str, torch.Tensor]) -> tuple[list[str], list[str], list[str]]:
-    """Load trained tensors into a model that may be bigger: new modules keep their init, and a
-    weight whose input channels grew (dim 1, e.g. a fusion layer given more inputs) gets the
-    trained values for the old channels and zeros for the new ones, so the model computes
-    exactly what the trained one did until training moves the new weights.
-
-    Returns (missing keys, unexpected keys, grown keys); any other shape change is an error."""
-    own = model.state_dict()
-    grown = []
-    for key, value in tensors.items():
-        if key in own and own[key].shape != value.shape:
-            new = own[key]
-            if (new.dim() < 2 or new.shape[0] != value.shape[0] or new.shape[2:] != value.shape[2:]
-                    or new.shape[1] < value.shape[1]):
-                raise SystemExit(f"{key}: trained shape {tuple(value.shape)} does not fit {tuple(new.shape)}")
-            widened = torch.zeros_like(new)
-            widened[:, :value.shape[1]] = value
-            tensors = {**tensors, key: widened}
-            grown.append(key)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    return list(missing), list(unexpected), grown
-
-
-def save_checkpoint(path: Path, model, optimizer, step: int, args: dict, rng: random.Random,
-                    steps_before: int = 0) -> None:
-    """Everything a resumed run needs; `steps_before`: steps of the weights it started from."""
-    tmp = path.with_suffix(".tmp")
-    torch.save({
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "steps_before": steps_before,
-        "model_name": model.name,
-        "config": model.config.to_dict(),
-        "args": args,
-        "python_rng": rng.getstate(),
-        "torch_rng": torch.get_rng_state(),
-    }, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
-    """The model of a training checkpoint (rebuilt from the config stored in it) and the state."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(state["model_name"], state["config"])
-    model.load_state_dict(state["model"])
-    return model, state
-
-
-def _reordered_optimizer_state(state: dict, model) -> dict:
-    """The checkpoint's optimizer state, matched to the model's parameters by name.
-
-    torch matches optimizer state to parameters by position; a refactor that registers the same
-    modules in another order would silently pair Adam moments with the wrong tensors. The saved
-    model state dict lists parameter names in the order they had when the optimizer was made.
-    """
-    current = [name for name, _ in model.named_parameters()]
-    names = set(current)
-    saved = [key for key in state["model"] if key in names]
-    if saved == current:
-        return state["optimizer"]
-    position = {name: i for i, name in enumerate(current)}
-    saved_opt = state["optimizer"]
-    moved = {position[saved[i]]: value for i, value in saved_opt["state"].items()}
-    (group,) = saved_opt["param_groups"]
-    return {"state": moved, "param_groups": [{**group, "params": list(range(len(current)))}]}
+#: draws the next batch from the run's RNG: (views, side views or None), on the training device
+BatchSource = Callable[[random.Random], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def learning_rate(step: int, total: int, peak: float) -> float:
@@ -183,48 +54,59 @@ def learning_rate(step: int, total: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train(args: argparse.Namespace) -> None:
-    torch.set_num_threads(args.threads)
-    run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / "checkpoint.pt"
-    rng = random.Random(args.seed)
-    torch.manual_seed(args.seed)
+def resume(ckpt_path: Path, rng: random.Random) -> tuple[torch.nn.Module, dict, int, int]:
+    """The model of a checkpoint, with the run's RNGs set back to where it stopped."""
+    model, state = load_checkpoint(ckpt_path)
+    rng.setstate(state["python_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    print(f"resumed from {ckpt_path} at step {state['step']}", flush=True)
+    return model, state, state["step"], state.get("steps_before", 0)
 
+
+def init_from_weights(args: argparse.Namespace) -> tuple[torch.nn.Module, int]:
+    """A model started from shipped fp16 weights, and the steps behind them.
+
+    Training accumulates across sessions this way even though checkpoints with optimizer state
+    are never committed. `--config` may change training-only fields (e.g. the flow's
+    synthesis_input), and the model may be bigger than the trained one (see `load_grown`)."""
+    weights = Path(args.init_from)
+    architecture, config, tensors = zoo.load_state(weights)
+    model = build_model(args.model or architecture, {**config, **json.loads(args.config or "{}")})
+    missing, unexpected, grown = load_grown(model, tensors)
+    if unexpected:
+        raise SystemExit(f"--init-from {args.init_from}: {model.name} has no {unexpected}")
+    if missing or grown:  # a bigger model built on a trained one (e.g. side-info on hyperprior)
+        print(f"new (not in {args.init_from}): {sorted({k.split('.')[0] for k in missing})}; "
+              f"more input channels: {grown}")
+    steps_before = zoo.trained_steps(weights)
+    print(f"initialized from {args.init_from} ({architecture}, {steps_before} steps)", flush=True)
+    return model, steps_before
+
+
+def build_or_resume(args: argparse.Namespace, ckpt_path: Path,
+                    rng: random.Random) -> tuple[torch.nn.Module, dict | None, int, int]:
+    """(model, checkpoint state or None, step, steps_before): resumed from the run's checkpoint,
+    else initialized from --init-from weights, else a fresh --model with --config overrides."""
     if ckpt_path.exists():
-        model, state = load_checkpoint(ckpt_path)
-        step = state["step"]
-        steps_before = state.get("steps_before", 0)
-        rng.setstate(state["python_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        print(f"resumed from {ckpt_path} at step {step}", flush=True)
-    elif args.init_from:
-        # Continue from shipped fp16 weights (a fresh optimizer): training accumulates across
-        # sessions even though checkpoints with optimizer state are never committed.
-        from flowcodec_cli import zoo
-        architecture, config, tensors = zoo.load_state(Path(args.init_from))
-        # --config may change training-only fields (e.g. the flow's synthesis_input)
-        model = build_model(args.model or architecture, {**config, **json.loads(args.config or "{}")})
-        missing, unexpected, grown = load_grown(model, tensors)
-        if unexpected:
-            raise SystemExit(f"--init-from {args.init_from}: {model.name} has no {unexpected}")
-        if missing or grown:  # a bigger model built on a trained one (e.g. side-info on hyperprior)
-            print(f"new (not in {args.init_from}): {sorted({k.split('.')[0] for k in missing})}; "
-                  f"more input channels: {grown}")
-        state, step = None, 0
-        steps_before = zoo.trained_steps(Path(args.init_from))
-        print(f"initialized from {args.init_from} ({architecture}, {steps_before} steps)", flush=True)
-    else:
-        overrides = json.loads(args.config) if args.config else {}
-        model = build_model(args.model or "hyperprior", overrides)
-        state, step, steps_before = None, 0, 0
-    device = torch.device(args.device)
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    if state is not None:
-        optimizer.load_state_dict(_reordered_optimizer_state(state, model))
-    model.train()
+        return resume(ckpt_path, rng)
+    if args.init_from:
+        model, steps_before = init_from_weights(args)
+        return model, None, 0, steps_before
+    overrides = json.loads(args.config) if args.config else {}
+    return build_model(args.model or "hyperprior", overrides), None, 0, 0
 
+
+def make_optimizer(model: torch.nn.Module, lr: float, state: dict | None) -> torch.optim.Optimizer:
+    """Adam over the model's parameters, with the checkpoint's moments when resuming."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    if state is not None:
+        optimizer.load_state_dict(reordered_optimizer_state(state, model))
+    return optimizer
+
+
+def batch_source(args: argparse.Namespace, model, device: torch.device) -> BatchSource:
+    """Load the training photos (and stereo pairs) and return what draws a batch from them:
+    pairs for side-information models or when --stereo is given, single crops otherwise."""
     crop_width = args.crop_width or args.crop
     if args.crop % model.stride or crop_width % model.stride:
         raise SystemExit(f"--crop {args.crop} and --crop-width {crop_width} must be multiples "
@@ -235,42 +117,85 @@ def train(args: argparse.Namespace) -> None:
     print(f"{len(images)} training images, {len(pairs)} stereo pairs, model {model.name} {model.config.to_dict()}, "
           f"{sum(p.numel() for p in model.parameters())} parameters", flush=True)
 
-    log = open(run_dir / "log.jsonl", "a")
-    t_last_ckpt = time.time()
-    t_start = time.time()
-    running: dict = {}
-    while step < args.steps:
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.lr)
+    def draw(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor | None]:
         if paired:
-            x, side = (t.to(device) for t in stereo.random_pair_batch(
-                images, pairs, args.batch, args.crop, crop_width, args.real_pair_fraction, rng))
-        else:
-            x, side = random_batch(images, args.batch, args.crop, rng).to(device), None
-        beta = sample_betas(args.batch, model.config.beta_min, model.config.beta_max, rng).to(device)
-        rate_weight = min(1.0, step / args.rate_warmup) if args.rate_warmup else 1.0
-        loss, stats = rd_loss(model, x, beta, args.bf16, rate_weight, side)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-        optimizer.step()
-        step += 1
+            x, side = stereo.random_pair_batch(images, pairs, args.batch, args.crop, crop_width,
+                                               args.real_pair_fraction, rng)
+            return x.to(device), side.to(device)
+        return random_batch(images, args.batch, args.crop, rng).to(device), None
+    return draw
+
+
+def train_step(model, optimizer, args: argparse.Namespace, step: int, draw: BatchSource,
+               rng: random.Random) -> dict:
+    """One optimizer step (`step` counts the steps done before it); returns the batch's stats.
+
+    The draws from `rng` come in a fixed order, batch then βs, so a resumed run repeats them."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(step, args.steps, args.lr)
+    x, side = draw(rng)
+    beta = sample_betas(args.batch, model.config.beta_min, model.config.beta_max, rng).to(x.device)
+    rate_weight = min(1.0, step / args.rate_warmup) if args.rate_warmup else 1.0
+    loss, stats = rd_loss(model, x, beta, args.bf16, rate_weight, side)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+    optimizer.step()
+    return stats
+
+
+class TrainingLog:
+    """Averages the step stats over every `every` steps and writes them as one JSON line to the
+    run's log.jsonl and to stdout, with the step, learning rate and seconds since the start."""
+
+    def __init__(self, file, every: int):
+        self.file, self.every = file, every
+        self.start = time.time()
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, step: int, stats: dict, lr: float) -> None:
         for key, value in stats.items():
-            running[key] = running.get(key, 0.0) + value
-        running["n"] = running.get("n", 0) + 1
-        if step % args.log_every == 0:
-            count = running.pop("n")
-            record = {k: v / count for k, v in running.items()}
-            record.update(step=step, lr=optimizer.param_groups[0]["lr"],
-                          seconds=round(time.time() - t_start, 1))
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            print(json.dumps(record), flush=True)
-            running = {}
-        if time.time() - t_last_ckpt > args.checkpoint_seconds or step == args.steps:
-            save_checkpoint(ckpt_path, model, optimizer, step, vars(args), rng, steps_before)
-            t_last_ckpt = time.time()
-    save_checkpoint(ckpt_path, model, optimizer, step, vars(args), rng, steps_before)
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count += 1
+        if step % self.every:
+            return
+        record = {k: v / self.count for k, v in self.sums.items()}
+        record.update(step=step, lr=lr, seconds=round(time.time() - self.start, 1))
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        print(json.dumps(record), flush=True)
+        self.sums, self.count = {}, 0
+
+
+def train(args: argparse.Namespace) -> None:
+    """Train until --steps, checkpointing every --checkpoint-seconds and at the end."""
+    torch.set_num_threads(args.threads)
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "checkpoint.pt"
+    rng = random.Random(args.seed)
+    torch.manual_seed(args.seed)
+    model, state, step, steps_before = build_or_resume(args, ckpt_path, rng)
+    model.to(torch.device(args.device))
+    optimizer = make_optimizer(model, args.lr, state)
+    model.train()
+    draw = batch_source(args, model, torch.device(args.device))
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(ckpt_path, model, optimizer, step, vars(args), rng, steps_before)
+
+    with open(run_dir / "log.jsonl", "a") as log_file:
+        log = TrainingLog(log_file, args.log_every)
+        last_checkpoint = time.time()
+        while step < args.steps:
+            stats = train_step(model, optimizer, args, step, draw, rng)
+            step += 1
+            log.add(step, stats, optimizer.param_groups[0]["lr"])
+            if time.time() - last_checkpoint > args.checkpoint_seconds or step == args.steps:
+                checkpoint(step)
+                last_checkpoint = time.time()
+    checkpoint(step)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -296,29 +221,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--rate-warmup", type=int, default=0,
                    help="β schedule: ramp the rate term from 0 to β over this many steps (0: off)")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
-                   help="bfloat16 autocast for the transforms (2x faster on AMX/AVX512-BF16 CPUs)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast for the transforms (default: on for cuda and on CPUs "
+                        "with AVX512-BF16/AMX, where it is ~2x faster; off on other CPUs, which "
+                        "emulate it many times slower than float32)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--device", default="cpu",
                    help="cpu or cuda: where training runs (checkpoints and exports are the same)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--checkpoint-seconds", type=float, default=240.0)
-    return p.parse_args(argv)
-
-
-def export_checkpoint(checkpoint: str, out: str) -> str:
-    """Strip a training checkpoint to fp16 weights + config (safetensors); returns the sha256."""
-    from flowcodec_cli import zoo
-    model, state = load_checkpoint(Path(checkpoint))
-    total = state.get("steps_before", 0) + state["step"]
-    sha = zoo.export(model, Path(out), trained_steps=total)
-    print(json.dumps({"checkpoint": checkpoint, "step": state["step"], "trained_steps": total,
-                      "out": out, "sha256": sha}))
-    return sha
+    args = p.parse_args(argv)
+    if args.bf16 is None:  # resolved here, so the checkpoint records what ran
+        args.bf16 = args.device != "cpu" or native_bf16()
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`flowcodec train ARGS` (see parse_args) or `flowcodec train export CHECKPOINT OUT`."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["export"]:
         p = argparse.ArgumentParser(prog="flowcodec-train export")

@@ -4,7 +4,7 @@ Everything in the card is read from artefacts, never typed in: the architecture 
 the weights file, the training command, data and steps from the checkpoint, the wall time from
 the training log, and the Kodak figures from a bench report (`flowcodec bench --json`).
 
-    python -m flowcodec_cli.modelcard --weights weights/hyperprior.safetensors \
+    python -m flowcodec_cli.training.modelcard --weights weights/hyperprior.safetensors \
         --checkpoint runs/hp/checkpoint.pt --bench docs/bench.json --out weights/hyperprior.json
 """
 
@@ -14,12 +14,11 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from flowcodec_cli.codec import operating_points
 from flowcodec_cli import zoo
-from flowcodec_cli.evaluation.bench import cpu_model
+from flowcodec_cli.evaluation.bench.environment import cpu_model
 from flowcodec_cli.models import build_model
+from flowcodec_cli.training.checkpoints import read_checkpoint
 
 
 def training_wall_seconds(log_path: Path) -> float:
@@ -83,7 +82,7 @@ def training_command(args: dict) -> str:
 
 def stage(checkpoint: Path) -> dict:
     """One training run (a stage of the weights' history), read from its checkpoint and log."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = read_checkpoint(checkpoint)
     return {"command": training_command(state["args"]), "steps": state["step"],
             "wall_seconds": round(training_wall_seconds(checkpoint.parent / "log.jsonl"))}
 
@@ -93,7 +92,7 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None,
                notes: list[str] = ()) -> dict:
     architecture, config, tensors = zoo.load_state(weights)
     model = build_model(architecture, config)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = read_checkpoint(checkpoint)
     args = state["args"]
     command = training_command(args)
     card = {
@@ -123,11 +122,12 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None,
         },
     }
     knots = operating_points.read(weights).knots
-    if knots:  # requested β → the β the network runs at (operating_points.py)
+    if knots:  # requested β → the β the network runs at (codec/operating_points.py)
         card["operating_points"] = {
             "knots": [list(k) for k in knots],
-            "measured_with": "python -m flowcodec_cli.operating_points (held-out photos, never Kodak); "
-                             f"the measurement is in docs/operating_points/{weights.stem}.json",
+            "measured_with": "python -m flowcodec_cli.training.operating_points (held-out photos, "
+                             "never Kodak); the measurement is in "
+                             f"docs/operating_points/{weights.stem}.json",
         }
     if bench is not None:
         card["kodak"] = kodak_results(bench, weights.stem)
@@ -137,7 +137,7 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None,
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m flowcodec_cli.modelcard", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m flowcodec_cli.training.modelcard", description=__doc__)
     p.add_argument("--weights", type=Path, required=True)
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--bench", type=Path)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,10 @@ from safetensors.torch import save_file
 
 from flowcodec_cli import zoo
 from flowcodec_cli.codec.operating_points import METADATA_KEY, rounded
-from flowcodec_cli.models import build_model
+from flowcodec_cli.files.atomic import atomic_path
+from flowcodec_cli.training.checkpoints import load_checkpoint_model
+from flowcodec_cli.training.data import load_folder_images
+from flowcodec_cli.training.evaluate import center_crop, rd_point
 
 GRID_STEPS_PER_OCTAVE = 6   # candidate β′ values: a geometric grid over the model's range
 KNOTS_PER_OCTAVE = 2        # requested β values the map is measured at
@@ -50,9 +52,8 @@ def write(path: Path, knots: list[tuple[float, float]]) -> str:
     with safe_open(str(path), framework="pt") as f:
         tensors = {key: f.get_tensor(key) for key in f.keys()}
     metadata[METADATA_KEY] = json.dumps([[b, p] for b, p in knots])
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return zoo.sha256_file(path)
 
 
@@ -68,7 +69,6 @@ def real_rd(model, images: list[torch.Tensor], beta: float) -> tuple[float, floa
     """Mean (R in bits per dimension, D as MSE) over images with the network at β, latents
     rounded as in the codec and the rate the model's information content of ŷ and ẑ (what the
     range coder writes, within ~0.2%: see `flowcodec bench`)."""
-    from flowcodec_cli.training.evaluate import rd_point
     points = [rd_point(model, x, beta) for x in images]
     rate = float(np.mean([bpp / 3 for bpp, _ in points]))
     distortion = float(np.mean([10 ** (-psnr / 10) for _, psnr in points]))
@@ -119,8 +119,6 @@ def measure(model, images: list[torch.Tensor], progress=None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from flowcodec_cli.training.evaluate import center_crop
-    from flowcodec_cli.training.loop import load_folder_images
     p = argparse.ArgumentParser(prog="python -m flowcodec_cli.training.operating_points", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights", type=Path, help="a weights file (safetensors) to measure")
@@ -131,10 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--write", action="store_true", help="store the knots in the weights file")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    architecture, config, tensors = zoo.load_state(a.weights)
-    model = build_model(architecture, config)
-    model.load_state_dict(tensors)
-    model.eval()
+    model, _ = load_checkpoint_model(a.weights)
     images = [center_crop(im, a.crop) for im in load_folder_images(a.data, max_side=10**9, crop=a.crop)]
     result = measure(model, images, progress=lambda b, r, d: print(
         f"beta' {b:.5g}: {3 * r:.4f} bpp, {-10 * math.log10(d):.2f} dB", flush=True))

@@ -15,29 +15,25 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from flowcodec_cli.files.images import IMAGE_SUFFIXES
+from flowcodec_cli.files import images
+from flowcodec_cli.training.data import rgb_tensor
+
 MAX_SYNTHETIC_DISPARITY = 160  # pixels, at the training photos' scale
 
 
 def _load(path: Path) -> torch.Tensor:
     with Image.open(path) as im:
-        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
+        return rgb_tensor(im)
 
 
 def load_pairs(folders: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(left, right) uint8 (3, H, W) pairs from folders holding `left/NAME` and `right/NAME`."""
-    pairs = []
-    for folder in folders:
-        left_dir, right_dir = Path(folder) / "left", Path(folder) / "right"
-        for left in sorted(left_dir.iterdir()):
-            right = right_dir / left.name
-            if left.suffix.lower() in IMAGE_SUFFIXES and right.is_file():
-                pairs.append((_load(left), _load(right)))
+    pairs = [(_load(left), _load(right))
+             for folder in folders for _, left, right in images.stereo_pairs(folder)]
     if not pairs:
         raise SystemExit(f"no stereo pairs (left/NAME + right/NAME) found in {folders}")
     return pairs

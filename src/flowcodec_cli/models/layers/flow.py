@@ -1,6 +1,6 @@
 """Invertible layers for the flow codec: each has `forward` and an exact `inverse`.
 
-Why these: a Glow-like flow (Kingma & Dhariwal 2018) is built from three invertible steps whose
+Why these: a Glow-like flow (Kingma & Dhariwal 2018) is built from four invertible layers whose
 inverses cost the same as their forward passes and need no iterative solver.
 
 - `HaarSqueeze`: the orthonormal 2-D Haar wavelet, (C, H, W) → (4C, H/2, W/2). It is an

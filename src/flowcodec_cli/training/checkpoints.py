@@ -1,0 +1,126 @@
+"""Training checkpoints: save, load, resume, grow and export.
+
+A checkpoint (`runs/NAME/checkpoint.pt`, torch.save of a dict) holds everything a killed run needs
+to resume exactly where it stopped:
+
+    model          the model's state dict (weights-file names, see `models.base.file_name`)
+    optimizer      the Adam state dict (moments indexed by the position of each parameter)
+    step           steps of this run; steps_before: steps of the weights it started from
+    model_name     the architecture; config: its config (the model is rebuilt from these two)
+    args           the training arguments (vars of the argparse namespace)
+    python_rng     the run's random.Random state; torch_rng: torch's CPU generator state
+
+`export_checkpoint` strips one to fp16 weights for `weights/` (`flowcodec train export`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import torch
+
+from flowcodec_cli import zoo
+from flowcodec_cli.files.atomic import atomic_path
+from flowcodec_cli.models import build_model
+from flowcodec_cli.models.base import file_name
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The raw checkpoint dict (see the module docstring), on the CPU."""
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def save_checkpoint(path: Path, model, optimizer, step: int, args: dict, rng: random.Random,
+                    steps_before: int = 0) -> None:
+    """Everything a resumed run needs; `steps_before`: steps of the weights it started from."""
+    with atomic_path(path) as tmp:
+        torch.save({
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "steps_before": steps_before,
+            "model_name": model.name,
+            "config": model.config.to_dict(),
+            "args": args,
+            "python_rng": rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+        }, tmp)
+
+
+def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
+    """The model of a training checkpoint (rebuilt from the config stored in it) and the state."""
+    state = read_checkpoint(path)
+    model = build_model(state["model_name"], state["config"])
+    model.load_state_dict(state["model"])
+    return model, state
+
+
+def load_checkpoint_model(path: Path):
+    """The model of a training checkpoint or of a weights file (.safetensors) in eval mode, and
+    its state (step, config, training args), so shipped weights can be the reference."""
+    if path.suffix == ".safetensors":
+        architecture, config, tensors = zoo.load_state(path)
+        model = build_model(architecture, config)
+        model.load_state_dict(tensors)
+        return model.eval(), {"step": zoo.trained_steps(path), "config": config, "args": {}}
+    model, state = load_checkpoint(path)
+    return model.eval(), state
+
+
+def reordered_optimizer_state(state: dict, model) -> dict:
+    """The checkpoint's optimizer state, matched to the model's parameters by name.
+
+    torch matches optimizer state to parameters by position; a refactor that registers the same
+    modules in another order would silently pair Adam moments with the wrong tensors. The
+    optimizer was made from `model.parameters()`; the checkpoint records names only in its model
+    state dict, under file names (`entropy_model.h_s.0.weight` is `h_s.0.weight`). Two layouts of
+    that state dict are known to come from a model with this one's parameter order: the one this
+    model's `state_dict()` has (it lists the entropy model's tensors last), and the parameter
+    order itself (checkpoints from before the entropy model was a submodule). Any other order is
+    taken as the order the optimizer had.
+    """
+    current = [file_name(name) for name, _ in model.named_parameters()]
+    names = set(current)
+    saved = [key for key in state["model"] if key in names]
+    if saved in (current, [key for key in model.state_dict() if key in names]):
+        return state["optimizer"]
+    position = {name: i for i, name in enumerate(current)}
+    saved_opt = state["optimizer"]
+    moved = {position[saved[i]]: value for i, value in saved_opt["state"].items()}
+    (group,) = saved_opt["param_groups"]
+    return {"state": moved, "param_groups": [{**group, "params": list(range(len(current)))}]}
+
+
+def load_grown(model, tensors: dict[str, torch.Tensor]) -> tuple[list[str], list[str], list[str]]:
+    """Load trained tensors into a model that may be bigger: new modules keep their init, and a
+    weight whose input channels grew (dim 1, e.g. a fusion layer given more inputs) gets the
+    trained values for the old channels and zeros for the new ones, so the model computes
+    exactly what the trained one did until training moves the new weights.
+
+    Returns (missing keys, unexpected keys, grown keys); any other shape change is an error."""
+    own = model.state_dict()
+    grown = []
+    for key, value in tensors.items():
+        if key in own and own[key].shape != value.shape:
+            new = own[key]
+            if (new.dim() < 2 or new.shape[0] != value.shape[0] or new.shape[2:] != value.shape[2:]
+                    or new.shape[1] < value.shape[1]):
+                raise SystemExit(f"{key}: trained shape {tuple(value.shape)} does not fit {tuple(new.shape)}")
+            widened = torch.zeros_like(new)
+            widened[:, :value.shape[1]] = value
+            tensors = {**tensors, key: widened}
+            grown.append(key)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    return list(missing), list(unexpected), grown
+
+
+def export_checkpoint(checkpoint: str, out: str) -> str:
+    """Strip a training checkpoint to fp16 weights + config (safetensors); returns the sha256."""
+    model, state = load_checkpoint(Path(checkpoint))
+    total = state.get("steps_before", 0) + state["step"]
+    sha = zoo.export(model, Path(out), trained_steps=total)
+    print(json.dumps({"checkpoint": checkpoint, "step": state["step"], "trained_steps": total,
+                      "out": out, "sha256": sha}))
+    return sha
