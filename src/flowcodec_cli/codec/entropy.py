@@ -231,11 +231,11 @@ def _categorical():
     return constriction.stream.model.Categorical(perfect=False)
 
 
-def encode(values: np.ndarray, q: QuantizedMixture) -> bytes:
-    """Range-code integer `values` (N,) under the snapped mixtures; returns little-endian bytes."""
+def _encode_segment(encoder, values: np.ndarray, q: QuantizedMixture) -> None:
+    """Append integer `values` (N,) under the snapped mixtures `q` to a range encoder: the
+    in-window symbols group by group, then the escaped values' 32-bit residuals."""
     values = np.asarray(values, dtype=np.int64)
     plan = _plan(q)
-    encoder = constriction.stream.queue.RangeEncoder()
     escaped_positions = []
     for half, select in _groups(plan):
         offset = values[select] - plan.centres[select]
@@ -251,49 +251,84 @@ def encode(values: np.ndarray, q: QuantizedMixture) -> bytes:
         zz = _zigzag(residual)
         halves = np.stack([zz >> 16, zz & 0xFFFF], axis=1).reshape(-1).astype(np.int32)
         encoder.encode(halves, _UNIFORM_16)
-    return encoder.get_compressed().astype("<u4").tobytes()
 
 
-def decode(data: bytes, q: QuantizedMixture) -> np.ndarray:
-    """Mirror of `encode`: bytes + the same snapped mixtures -> integer values (N,).
+class StreamEncoder:
+    """One range-coded stream written in segments, each under its own tables (the channel slices
+    of a context model, whose tables depend on the segments before). One segment is `encode`."""
+
+    def __init__(self):
+        self._encoder = constriction.stream.queue.RangeEncoder()
+
+    def encode(self, values: np.ndarray, q: QuantizedMixture) -> None:
+        _encode_segment(self._encoder, values, q)
+
+    def bytes(self) -> bytes:
+        return self._encoder.get_compressed().astype("<u4").tobytes()
+
+
+def encode(values: np.ndarray, q: QuantizedMixture) -> bytes:
+    """Range-code integer `values` (N,) under the snapped mixtures; returns little-endian bytes."""
+    stream = StreamEncoder()
+    stream.encode(values, q)
+    return stream.bytes()
+
+
+class StreamDecoder:
+    """The mirror of StreamEncoder: segments are decoded in order, each under the tables the
+    caller builds from the segments before; `finish` checks the whole stream.
 
     The range decoder cannot tell where a stream ends, so a damaged stream would decode to other
     values without complaint. Range coding is deterministic, so the decoder re-encodes what it
     decoded with the tables it already built, and the stream must be exactly that encoding: a
     truncated, extended or emptied stream always fails, a flipped byte almost always (a damaged
     stream can be, by chance, the exact encoding of other values; tests/test_entropy.py measures
-    how rarely). Raises CorruptStream."""
-    if len(data) % 4:
-        raise CorruptStream("entropy-coded stream length is not a multiple of 4 bytes")
-    try:
-        return _decode_checked(data, q)
-    except CorruptStream:
-        raise
-    except (AssertionError, ValueError, RuntimeError, OverflowError) as exc:  # constriction
-        raise CorruptStream(f"entropy-coded stream is corrupt ({exc})") from None
+    how rarely). Every failure is a CorruptStream."""
+
+    def __init__(self, data: bytes):
+        if len(data) % 4:
+            raise CorruptStream("its length is not a multiple of 4 bytes")
+        self._data = data
+        self._decoder = constriction.stream.queue.RangeDecoder(
+            np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        self._check = constriction.stream.queue.RangeEncoder()
+
+    def decode(self, q: QuantizedMixture) -> np.ndarray:
+        """The next segment's integer values (N,) under the snapped mixtures `q`."""
+        try:
+            return self._decode_segment(q)
+        except (AssertionError, ValueError, RuntimeError, OverflowError) as exc:  # constriction
+            raise CorruptStream(str(exc) or type(exc).__name__) from None
+
+    def finish(self) -> None:
+        """Refuse the stream unless it is exactly the encoding of what was decoded from it."""
+        if self._check.get_compressed().astype("<u4").tobytes() != self._data:
+            raise CorruptStream("it is not the encoding of what it decodes to")
+
+    def _decode_segment(self, q: QuantizedMixture) -> np.ndarray:
+        plan = _plan(q)
+        values = np.zeros(plan.centres.size, dtype=np.int64)
+        escaped_positions = []
+        for half, select in _groups(plan):
+            tables = _tables(q, plan, select, half)
+            symbols = self._decoder.decode(_categorical(), tables)
+            self._check.encode(symbols, _categorical(), tables)
+            symbols = symbols.astype(np.int64)
+            values[select] = plan.centres[select] + symbols - half
+            escaped_positions.append(select[symbols == 2 * half + 1])
+        escaped = np.concatenate(escaped_positions) if escaped_positions else np.empty(0, np.int64)
+        if escaped.size:
+            halves = self._decoder.decode(_UNIFORM_16, 2 * escaped.size)
+            self._check.encode(halves, _UNIFORM_16)
+            halves = halves.astype(np.uint64).reshape(-1, 2)
+            values[escaped] = plan.centres[escaped] + _unzigzag((halves[:, 0] << 16) | halves[:, 1])
+        return values
 
 
-def _decode_checked(data: bytes, q: QuantizedMixture) -> np.ndarray:
-    """`decode` without the translation of the range coder's own errors."""
-    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    decoder = constriction.stream.queue.RangeDecoder(words)
-    check = constriction.stream.queue.RangeEncoder()
-    plan = _plan(q)
-    values = np.zeros(plan.centres.size, dtype=np.int64)
-    escaped_positions = []
-    for half, select in _groups(plan):
-        tables = _tables(q, plan, select, half)
-        symbols = decoder.decode(_categorical(), tables)
-        check.encode(symbols, _categorical(), tables)
-        symbols = symbols.astype(np.int64)
-        values[select] = plan.centres[select] + symbols - half
-        escaped_positions.append(select[symbols == 2 * half + 1])
-    escaped = np.concatenate(escaped_positions) if escaped_positions else np.empty(0, np.int64)
-    if escaped.size:
-        halves = decoder.decode(_UNIFORM_16, 2 * escaped.size)
-        check.encode(halves, _UNIFORM_16)
-        halves = halves.astype(np.uint64).reshape(-1, 2)
-        values[escaped] = plan.centres[escaped] + _unzigzag((halves[:, 0] << 16) | halves[:, 1])
-    if check.get_compressed().astype("<u4").tobytes() != data:
-        raise CorruptStream("entropy-coded stream is not the encoding of what it decodes to")
+def decode(data: bytes, q: QuantizedMixture) -> np.ndarray:
+    """Mirror of `encode`: bytes + the same snapped mixtures -> integer values (N,); raises
+    CorruptStream unless the stream is exactly their encoding (see StreamDecoder)."""
+    stream = StreamDecoder(data)
+    values = stream.decode(q)
+    stream.finish()
     return values

@@ -62,21 +62,42 @@ class LoadedCodec:
         """The factorized prior of z at every position: snapped (K, C·H·W) grids, raster order."""
         return _snapped(self.tables.z_prior(z_shape, torch.float64))
 
+    @property
+    def slice_count(self) -> int:
+        """ŷ is coded in this many channel slices, one after another (1 without a context model)."""
+        return self.tables.slice_count
+
+    def slice_channels(self, index: int):
+        return self.tables.slice_channels(index)
+
     @torch.no_grad()
-    def y_params(self, z_hat: torch.Tensor, beta: float) -> mixture.MixtureParams:
-        """Float64 mixture parameters of ŷ, each (1, K, C, H, W), from integer ẑ (1, C, H, W)."""
-        return self.tables.y_prior(z_hat.double(), torch.tensor([beta], dtype=torch.float64))
+    def hyper_params(self, z_hat: torch.Tensor, beta: float) -> torch.Tensor:
+        """h_s's float64 output for integer ẑ (1, C, H, W): what every slice's tables start from."""
+        return self.tables.hyper_params(z_hat.double(), torch.tensor([beta], dtype=torch.float64))
+
+    @torch.no_grad()
+    def slice_params(self, raw: torch.Tensor, y_hat: torch.Tensor, index: int) -> mixture.MixtureParams:
+        """Float64 mixture parameters (1, K, c, H, W) of slice `index`, given ŷ's earlier slices."""
+        return self.tables.slice_prior(raw, y_hat.double(), index)
 
     @staticmethod
     def y_tables(params: mixture.MixtureParams) -> entropy.QuantizedMixture:
         return _snapped(params)
 
     @torch.no_grad()
-    def estimated_bits(self, y_hat: torch.Tensor, z_hat: torch.Tensor,
-                       y_params: mixture.MixtureParams) -> float:
-        """The model's information content of a tile's ŷ and ẑ (what the range coder writes, ±1%)."""
-        y_bits, z_bits = self.tables.rounded_bits(y_hat, z_hat, y_params)
-        return float(y_bits[0] + z_bits[0])
+    def refined(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """The float32 latents the synthesis decodes: ŷ plus the predicted residual, if any. In
+        float32 like the synthesis it feeds: it never touches a table."""
+        return self.model.entropy_model.refined(y_hat.float())
+
+    @torch.no_grad()
+    def y_bits(self, values: torch.Tensor, params: mixture.MixtureParams) -> float:
+        """The model's information content of (a slice of) ŷ: the range coder writes it ±1%."""
+        return float(self.tables.y_bits(values, params)[0])
+
+    @torch.no_grad()
+    def z_bits(self, z_hat: torch.Tensor) -> float:
+        return float(self.tables.z_bits(z_hat, torch.float64)[0])
 
 
 def _snapped(params: mixture.MixtureParams) -> entropy.QuantizedMixture:

@@ -64,12 +64,10 @@ def encode(picture: images.Picture, beta: float, model_name: str = zoo.DEFAULT_M
     for box in tiles(header):
         y_hat, z_hat = _analyse_tile(codec, picture.rgb, box, header.beta, device, side)
         z_stream = entropy.encode(_symbols(z_hat), codec.z_tables(z_hat.shape))
-        y_params = codec.y_params(z_hat, header.beta)
-        y_tables = codec.y_tables(y_params)
-        y_stream = entropy.encode(_symbols(y_hat), y_tables)
-        header.params_crc = y_tables.digest(header.params_crc)
+        y_stream, header.params_crc, y_bits = _encode_y(codec, y_hat, z_hat, header.beta,
+                                                        header.params_crc)
         streams += [z_stream, y_stream]
-        estimate += codec.estimated_bits(y_hat, z_hat, y_params)
+        estimate += y_bits + codec.z_bits(z_hat)
     payload = 8 * sum(len(s) for s in streams)
     if picture.alpha is not None:
         streams.append(zlib.compress(np.ascontiguousarray(picture.alpha).tobytes(), 9))
@@ -89,17 +87,13 @@ def decode(data: bytes, side_info: images.Picture | None = None, device: str = "
         z_stream, y_stream = container.streams[2 * index:2 * index + 2]
         z_shape = codec.z_shape(box.height, box.width)
         z_hat = torch.from_numpy(_decode_stream(z_stream, codec.z_tables(z_shape))).view(z_shape)
-        y_params = codec.y_params(z_hat, header.beta)
-        y_tables = codec.y_tables(y_params)
-        crc = y_tables.digest(crc)
-        if broken is None:
-            try:
-                y_shape = y_params.means.shape[:1] + y_params.means.shape[2:]
-                latents[box.top, box.left] = torch.from_numpy(_decode_stream(y_stream, y_tables)).float().view(y_shape)
-            except fcx.FormatError as exc:
-                # Keep chaining the parameter CRC: wrong tables also break the range decoder,
-                # and then the right diagnosis is the desync, not a corrupt stream.
-                broken = exc
+        raw = codec.hyper_params(z_hat, header.beta)
+        # After a broken stream the tables are still built and chained into the parameter CRC:
+        # wrong tables also break the range decoder, and then the right diagnosis is the desync.
+        y_hat, crc, error = _decode_y(codec, None if broken else y_stream, raw, crc)
+        broken = broken or error
+        if not broken:
+            latents[box.top, box.left] = codec.refined(y_hat)
     if crc != header.params_crc:  # before any synthesis: a desync is an error, never garbage
         raise entropy.DesyncError("probability tables differ from the encoder's (parameter CRC "
                                   "mismatch): refusing to decode")
@@ -152,6 +146,50 @@ def _analyse_tile(codec: LoadedCodec, rgb: np.ndarray, box: Box, beta: float, de
           before // factor:(win.width - after) // factor]
     z = model.entropy_model.hyper_analysis(y, beta_t)
     return torch.round(y.cpu()), torch.round(z.cpu())
+
+
+def _encode_y(codec: LoadedCodec, y_hat: torch.Tensor, z_hat: torch.Tensor, beta: float,
+              crc: int) -> tuple[bytes, int, float]:
+    """ŷ of a tile → its y stream, slice by slice (each slice's tables from ẑ and the slices
+    before it); the parameter CRC chained over the slices' tables; the model's bits of ŷ."""
+    raw = codec.hyper_params(z_hat, beta)
+    stream, bits = entropy.StreamEncoder(), 0.0
+    for index in range(codec.slice_count):
+        params = codec.slice_params(raw, y_hat, index)
+        tables = codec.y_tables(params)
+        crc = tables.digest(crc)
+        values = y_hat[:, codec.slice_channels(index)]
+        stream.encode(_symbols(values), tables)
+        bits += codec.y_bits(values, params)
+    return stream.bytes(), crc, bits
+
+
+def _decode_y(codec: LoadedCodec, y_stream: bytes | None, raw: torch.Tensor,
+              crc: int) -> tuple[torch.Tensor, int, fcx.FormatError | None]:
+    """The mirror of `_encode_y`: ŷ (float64, (1, C, h, w)), the chained CRC, and the stream's
+    error, if any (`y_stream` None: only the tables, for the CRC). A slice that cannot be
+    decoded leaves zeros, so the tables of a context model's later slices differ from the
+    encoder's and the CRC reports the desync."""
+    channels = codec.model.config.latent_channels
+    y_hat = torch.zeros(1, channels, *raw.shape[2:], dtype=torch.float64)
+    error, stream = None, None
+    try:
+        stream = entropy.StreamDecoder(y_stream) if y_stream is not None else None
+        for index in range(codec.slice_count):
+            tables = codec.y_tables(codec.slice_params(raw, y_hat, index))
+            crc = tables.digest(crc)
+            if stream is not None and error is None:
+                try:
+                    part = y_hat[:, codec.slice_channels(index)]
+                    y_hat[:, codec.slice_channels(index)] = torch.from_numpy(
+                        stream.decode(tables)).double().view(part.shape)
+                except entropy.CorruptStream as exc:
+                    error = exc
+        if stream is not None and error is None:
+            stream.finish()
+    except entropy.CorruptStream as exc:
+        error = exc
+    return y_hat, crc, _corrupt(error) if error else None
 
 
 def _decode_setup(container: fcx.Container, side_info: images.Picture | None):
@@ -240,5 +278,10 @@ def _symbols(values: torch.Tensor) -> np.ndarray:
 def _decode_stream(stream: bytes, q: entropy.QuantizedMixture) -> np.ndarray:
     try:
         return entropy.decode(stream, q)
-    except (ValueError, RuntimeError, AssertionError, OverflowError) as exc:  # constriction: broken stream
-        raise fcx.FormatError(f"entropy-coded stream is corrupt ({exc})") from None
+    except entropy.CorruptStream as exc:
+        raise _corrupt(exc) from None
+
+
+def _corrupt(exc: entropy.CorruptStream) -> fcx.FormatError:
+    """A stream that does not decode is a corrupt file (exit 4), with the reason."""
+    return fcx.FormatError(f"entropy-coded stream is corrupt ({exc})")

@@ -97,8 +97,9 @@ def analyze(picture: Picture, beta: float, model_name: str) -> dict:
     network_beta = stats.network_beta  # the latents below must be the ones the file codes
     y, z_hat = _latents(codec, picture.rgb, network_beta)
     y_hat = torch.round(y)
-    params1 = codec.y_params(z_hat, network_beta)  # (1, K, C, H, W) float64
-    r_model = float(codec.tables.rounded_bits(y_hat[None], z_hat, params1)[0][0])
+    # (1, K, C, H, W) float64: the tables of every slice, as the decoder builds them
+    params1 = codec.tables.params_given(codec.hyper_params(z_hat, network_beta), y_hat[None])
+    r_model = codec.y_bits(y_hat[None], params1)
     params = mixture.MixtureParams(*(p[0] for p in params1))  # (K, C, H, W)
 
     weights = torch.softmax(params.logits, dim=0)

@@ -9,7 +9,8 @@ The whole contract with the coding core (`codec/pipeline.py`) is:
 - `analysis(x, β) → y`: x (B,3,H,W) in [0,1], H and W multiples of `stride`; y float32, already
   multiplied by the model's β-dependent gain, so one integer grid serves the whole rate range.
 - `synthesis(ŷ, β) → x̂` (B,3,H,W), not clamped; after all entropy decoding, float32.
-- `entropy_model`: a `HyperpriorEntropyModel` (hyper_analysis, z_prior, y_prior, rounded_bits).
+- `entropy_model`: a `HyperpriorEntropyModel` (hyper_analysis, z_prior, hyper_params, the
+  slices and slice_prior, y_prior, refined, rounded_bits).
 - `stride` (image → z), `latent_stride` (image → y), `config.beta_min`, `config.beta_max`,
   `config.hyper_channels`, and `name` (the container's model id).
 - Side information: a model with `side_info_at_decoder` takes the side view (B,3,H,W) as a third
@@ -68,9 +69,10 @@ class LatentCodec(nn.Module):
         return self.stride // HyperpriorEntropyModel.stride
 
     def build_entropy_model(self, latent: int, width: int, hyper: int, components: int,
-                            beta_min: float, beta_max: float) -> None:
+                            beta_min: float, beta_max: float, **context) -> None:
+        """`context`: context_slices, context_order, context_hidden (models/context.py)."""
         self.entropy_model = HyperpriorEntropyModel(latent, width, hyper, components,
-                                                    beta_min, beta_max)
+                                                    beta_min, beta_max, **context)
         self.register_state_dict_post_hook(_to_file_names)
         self.register_load_state_dict_pre_hook(_from_file_names)
 
@@ -92,6 +94,6 @@ class LatentCodec(nn.Module):
         y = self.analysis(x, beta, side) if self.side_info_at_encoder else self.analysis(x, beta)
         z = self.entropy_model.hyper_analysis(y, beta)
         y_bits, z_bits, y_noisy = self.entropy_model.noisy_bits(y, z, beta, self.noise)
-        y_synth = self.synthesis_input(y, y_noisy)
+        y_synth = self.entropy_model.refined(self.synthesis_input(y, y_noisy))
         x_hat = self.synthesis(y_synth, beta, side) if self.side_info_at_decoder else self.synthesis(y_synth, beta)
         return {"x_hat": x_hat, "y_bits_per_image": y_bits, "z_bits_per_image": z_bits}

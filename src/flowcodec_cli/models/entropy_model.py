@@ -12,14 +12,21 @@ model's own transforms (`models/base.py`). The component provides, in any float 
 - `z_prior(shape, dtype) → MixtureParams` (B, K, C, H, W): the factorized prior of ẑ. Its
   parameters are computed in float32 whatever `dtype` is asked for, so the encoder and decoder,
   and training, see the same numbers.
-- `y_prior(ẑ, β) → MixtureParams` (B, K, C, H, W): the mixture of every ŷ element, in the dtype of
-  ẑ. The coding core calls it on a float64 copy of this component (`for_coding`), on the CPU, so
-  that the tables it feeds are the same bit for bit on every machine and thread count; training
-  calls the very same method in float32 / bf16.
+- `hyper_params(ẑ, β) → raw` (B, 3K·C, H, W): what h_s predicts from ẑ, in the dtype of ẑ.
+- `slice_count` and `slice_channels(i)`: ŷ is coded in channel slices, one after another (one
+  slice of all channels without a context model, `models/context.py` with one).
+- `slice_prior(raw, ŷ, i) → MixtureParams` (B, K, c_i, H, W): the mixture of slice i's elements,
+  from raw and the slices before i (only those channels of ŷ are read). The coding core calls it
+  on a float64 copy of this component (`for_coding`), on the CPU, so that the tables it feeds
+  are the same bit for bit on every machine and thread count.
+- `y_prior(ẑ, β, ŷ) → MixtureParams` (B, K, C, H, W): every slice's mixture at once, given all of
+  ŷ (what training and evaluation use; the decoder gets the same numbers slice by slice).
+- `refined(ŷ) → ŷ′`: ŷ plus the predicted rounding residual (the latent residual
+  prediction), what the synthesis decodes; ŷ itself without a context model.
 - `rounded_bits(ŷ, ẑ, y_params) → (y bits, z bits)` per image: the information content of rounded
   latents, the rate estimate of the codec, the evaluation and the analysis.
-- `noisy_bits(y, z, β, noise) → (y bits, z bits, ỹ)`: the training rate, with rounding replaced by
-  additive noise (whose density is the bin probability of the discretized mixture).
+- `noisy_bits(y, z, β, noise) → (y bits, z bits, ỹ)`: the training rate, with rounding
+  replaced by additive noise (whose density is the bin probability of the discretized mixture).
 
 The state-dict names of this component (h_a, h_s, hyper_gain, inverse_hyper_gain, z_logits,
 z_means, z_log_scales) are part of the weights format; `models/base.py` keeps them at the top level
@@ -34,6 +41,7 @@ import torch
 from torch import nn
 
 from flowcodec_cli.models import mixture
+from flowcodec_cli.models.context import ChannelContext
 from flowcodec_cli.models.layers.basic import RateGain, conv, deconv
 
 
@@ -44,7 +52,8 @@ class HyperpriorEntropyModel(nn.Module):
     stride = 4
 
     def __init__(self, latent: int, width: int, hyper: int, components: int,
-                 beta_min: float, beta_max: float):
+                 beta_min: float, beta_max: float, context_slices: tuple[int, ...] = (),
+                 context_order: tuple[int, ...] = (), context_hidden: int = 32):
         super().__init__()
         self.latent_channels = latent
         self.components = components
@@ -63,6 +72,8 @@ class HyperpriorEntropyModel(nn.Module):
         self.z_logits = nn.Parameter(torch.zeros(components, hyper))
         self.z_means = nn.Parameter(torch.linspace(-1.0, 1.0, components).unsqueeze(1).repeat(1, hyper))
         self.z_log_scales = nn.Parameter(torch.full((components, hyper), 0.5))
+        self.context = (ChannelContext(latent, components, tuple(context_slices), tuple(context_order),
+                                       context_hidden) if context_slices else None)
 
     def for_coding(self) -> "HyperpriorEntropyModel":
         """A float64 copy in eval mode: what the coding core builds its tables with."""
@@ -83,25 +94,68 @@ class HyperpriorEntropyModel(nn.Module):
         return mixture.MixtureParams(expand(self.z_logits.float()), expand(self.z_means.float()),
                                      expand(scales))
 
-    def y_prior(self, z_hat: torch.Tensor, beta: torch.Tensor) -> mixture.MixtureParams:
-        """Per-element mixture parameters of ŷ, predicted from the quantized hyper-latents."""
-        raw = self.h_s(z_hat / self.inverse_hyper_gain(beta.to(z_hat.dtype)).to(z_hat.dtype))
-        return mixture.split_params(raw, self.latent_channels, self.components)
+    def hyper_params(self, z_hat: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """h_s's raw output (B, 3K·C, H, W) from the quantized hyper-latents."""
+        return self.h_s(z_hat / self.inverse_hyper_gain(beta.to(z_hat.dtype)).to(z_hat.dtype))
+
+    @property
+    def slice_count(self) -> int:
+        return len(self.context.sizes) if self.context is not None else 1
+
+    def slice_channels(self, index: int) -> torch.Tensor | slice:
+        """The latent channels of slice `index` (all of them without a context model)."""
+        return self.context.channels(index) if self.context is not None else slice(None)
+
+    def slice_prior(self, raw: torch.Tensor, y_hat: torch.Tensor | None,
+                    index: int) -> mixture.MixtureParams:
+        """The mixture of slice `index`, given the slices before it (read from ŷ)."""
+        if self.context is None:
+            return mixture.split_params(raw, self.latent_channels, self.components)
+        corrected = self.context.corrected_raw(raw, y_hat, index)
+        return mixture.split_params(corrected, self.context.sizes[index], self.components)
+
+    def y_prior(self, z_hat: torch.Tensor, beta: torch.Tensor,
+                y_hat: torch.Tensor | None = None) -> mixture.MixtureParams:
+        """Per-element mixture parameters of ŷ from ẑ (and, with a context model, from ŷ itself:
+        each slice sees only the slices before it, as the decoder does)."""
+        return self.params_given(self.hyper_params(z_hat, beta), y_hat)
+
+    def params_given(self, raw: torch.Tensor, y_hat: torch.Tensor | None) -> mixture.MixtureParams:
+        """Every slice's mixture, in the latents' channel order, from raw and ŷ."""
+        if self.context is None:
+            return self.slice_prior(raw, None, 0)
+        parts = [self.slice_prior(raw, y_hat, i) for i in range(self.slice_count)]
+        order = torch.cat([self.context.channels(i) for i in range(self.slice_count)])
+        inverse = torch.argsort(order)
+        return mixture.MixtureParams(*(torch.cat(p, 2)[:, :, inverse] for p in zip(*parts)))
+
+    def refined(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """What the synthesis decodes: ŷ plus the predicted rounding residual (LRP)."""
+        return y_hat if self.context is None else self.context.refined(y_hat)
 
     def rounded_bits(self, y_hat: torch.Tensor, z_hat: torch.Tensor,
                      y_params: mixture.MixtureParams) -> tuple[torch.Tensor, torch.Tensor]:
         """Information content (bits per image, (B,)) of rounded ŷ under `y_params` and of ẑ."""
-        y_bits = mixture.bits(mixture.bin_likelihood(y_hat.to(y_params.means.dtype), y_params))
-        z_prior = self.z_prior(z_hat.shape, y_params.means.dtype)
-        z_bits = mixture.bits(mixture.bin_likelihood(z_hat.to(z_prior.means.dtype), z_prior))
-        return y_bits, z_bits
+        return self.y_bits(y_hat, y_params), self.z_bits(z_hat, y_params.means.dtype)
 
-    def noisy_bits(self, y: torch.Tensor, z: torch.Tensor, beta: torch.Tensor,
-                   noise: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training rate: (y bits, z bits) per image with noise for rounding, and the noisy y."""
+    @staticmethod
+    def y_bits(y_hat: torch.Tensor, y_params: mixture.MixtureParams) -> torch.Tensor:
+        """Bits per image of rounded latents (or one slice of them) under their mixtures."""
+        return mixture.bits(mixture.bin_likelihood(y_hat.to(y_params.means.dtype), y_params))
+
+    def z_bits(self, z_hat: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Bits per image of rounded hyper-latents under the factorized prior."""
+        z_prior = self.z_prior(z_hat.shape, dtype)
+        return mixture.bits(mixture.bin_likelihood(z_hat.to(dtype), z_prior))
+
+    def noisy_bits(self, y: torch.Tensor, z: torch.Tensor, beta: torch.Tensor, noise: str
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training rate: (y bits, z bits) per image with noise for rounding, and the noisy y.
+        The context sees rounded ŷ (straight-through), as the decoder will."""
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
         z_bits = mixture.bits(mixture.bin_likelihood(z_noisy, self.z_prior(z.shape)))
-        y_params = self.y_prior(round_ste(z), beta)
+        raw = self.hyper_params(round_ste(z), beta)
+        y_params = self.params_given(raw, round_ste(y) if self.context is not None else None)
         y_noisy = y + quantization_noise(y, noise)
         y_bits = mixture.bits(mixture.bin_likelihood(y_noisy, y_params))
         return y_bits, z_bits, y_noisy

@@ -55,6 +55,16 @@ class FlowConfig:
     # Initial 1×1 convolutions: "rotation" (Glow: random rotations) or "wavelet" (colour
     # transform + subband permutations: the untrained flow is a Haar wavelet-packet coder)
     mix_init: str = "wavelet"
+    # Channel-conditional context (models/context.py): slice sizes in decode order, the channel
+    # order they cut (empty: the identity), and the width of their networks. No slices: the
+    # plain hyperprior entropy model.
+    context_slices: tuple[int, ...] = ()
+    context_order: tuple[int, ...] = ()
+    context_hidden: int = 32
+
+    def __post_init__(self):  # JSON gives lists
+        object.__setattr__(self, "context_slices", tuple(self.context_slices))
+        object.__setattr__(self, "context_order", tuple(self.context_order))
 
     @property
     def latent_channels(self) -> int:
@@ -90,7 +100,10 @@ class FlowCodec(LatentCodec):
                 for s in range(config.steps)))
         m = config.latent_channels
         self.build_entropy_model(m, config.hyper_width, config.hyper_channels, config.components,
-                                 config.beta_min, config.beta_max)
+                                 config.beta_min, config.beta_max,
+                                 context_slices=config.context_slices,
+                                 context_order=config.context_order,
+                                 context_hidden=config.context_hidden)
         self.gain = RateGain(m, config.beta_min, config.beta_max, exponent=-0.5,
                              reference=math.log(2) / 6)
 

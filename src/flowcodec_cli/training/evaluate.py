@@ -38,8 +38,10 @@ def rd_point(model, x: torch.Tensor, beta: float) -> tuple[float, float]:
     entropy_model = model.entropy_model
     y = model.analysis(x, b)
     y_hat, z_hat = torch.round(y), torch.round(entropy_model.hyper_analysis(y, b))
-    y_bits, z_bits = entropy_model.rounded_bits(y_hat, z_hat, entropy_model.y_prior(z_hat, b))
-    x_hat = model.synthesis(y_hat, b).clamp(0, 1)
+    raw = entropy_model.hyper_params(z_hat, b)
+    y_params = entropy_model.params_given(raw, y_hat)
+    y_bits, z_bits = entropy_model.rounded_bits(y_hat, z_hat, y_params)
+    x_hat = model.synthesis(entropy_model.refined(y_hat), b).clamp(0, 1)
     pixels = x.shape[2] * x.shape[3]
     mse = float(((x_hat - x) ** 2).mean())
     return float(y_bits + z_bits) / pixels, -10 * np.log10(max(mse, 1e-12))

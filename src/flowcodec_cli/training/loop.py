@@ -34,6 +34,7 @@ import torch
 
 from flowcodec_cli import zoo
 from flowcodec_cli.models import build_model, MODEL_CLASSES
+from flowcodec_cli.models.base import file_name
 from flowcodec_cli.training import stereo_pairs as stereo
 from flowcodec_cli.training.checkpoints import (export_checkpoint, load_checkpoint, load_grown,
                                                 reordered_optimizer_state, save_checkpoint)
@@ -76,7 +77,7 @@ def init_from_weights(args: argparse.Namespace) -> tuple[torch.nn.Module, int]:
     if unexpected:
         raise SystemExit(f"--init-from {args.init_from}: {model.name} has no {unexpected}")
     if missing or grown:  # a bigger model built on a trained one (e.g. side-info on hyperprior)
-        print(f"new (not in {args.init_from}): {sorted({k.split('.')[0] for k in missing})}; "
+        print(f"new (not in {args.init_from}): {sorted({file_name(k).split('.')[0] for k in missing})}; "
               f"more input channels: {grown}")
     steps_before = zoo.trained_steps(weights)
     print(f"initialized from {args.init_from} ({architecture}, {steps_before} steps)", flush=True)

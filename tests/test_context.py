@@ -1,0 +1,116 @@
+"""The channel-context entropy model and latent residual prediction (models/context.py), through
+the real coder: grown from zero it is the model it was grown from, trained it round-trips,
+decodes identically with 1 and 2 threads, and refuses a damaged stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flowcodec_cli import codec, zoo
+from flowcodec_cli.codec import entropy, fcx
+from flowcodec_cli.files import images
+from flowcodec_cli.models import build_model
+from model_helpers import randomized
+
+SMALL = {"levels": 2, "steps": 1, "hidden": 8, "hyper_width": 16, "hyper_channels": 8,
+         "beta_min": 0.001, "beta_max": 0.05}
+CONTEXT = {"context_slices": [6, 10, 16, 16], "context_order": list(range(47, -1, -1)),
+           "context_hidden": 8}
+BETA = 0.01
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    """Three tiny flow models in a temporary zoo: a base, the base grown with a context model
+    (new parts at their zero init), and that grown model with every parameter perturbed."""
+    folder = tmp_path_factory.mktemp("weights")
+    base = randomized(build_model("flow", SMALL), seed=3)
+    grown = build_model("flow", {**SMALL, **CONTEXT})
+    grown.load_state_dict(base.state_dict(), strict=False)
+    trained = randomized(build_model("flow", {**SMALL, **CONTEXT}), seed=4)
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("FLOWCODEC_WEIGHTS", str(folder))
+    for name, model in {"t-base": base, "t-grown": grown, "t-trained": trained}.items():
+        sha = zoo.export(model, folder / f"{name}.safetensors")
+        monkey.setitem(zoo.REGISTRY, name, zoo.ZooEntry(name, "flow", f"{name}.safetensors", sha))
+    yield {"base": base, "grown": grown, "trained": trained}
+    monkey.undo()
+
+
+@pytest.fixture(scope="module")
+def picture():
+    return images.read_image("tests/data/parrots_256x192.png")
+
+
+def test_grown_model_at_step_zero_computes_what_it_was_grown_from(registered):
+    x, beta = torch.rand(2, 3, 64, 64), torch.tensor([0.002, 0.03])
+    outputs = []
+    for model in (registered["base"], registered["grown"]):
+        torch.manual_seed(5)
+        outputs.append(model(x, beta))
+    for key in outputs[0]:
+        assert torch.equal(outputs[0][key], outputs[1][key]), key
+
+
+def test_grown_model_at_step_zero_codes_what_it_was_grown_from(registered, picture):
+    """The same integers under the same per-element probabilities: the same z stream, the same
+    model bits, the same decoded pixels. The y streams differ only in order (slice by slice)."""
+    base, base_stats = codec.encode(picture, BETA, "t-base")
+    grown, grown_stats = codec.encode(picture, BETA, "t-grown")
+    a, b = fcx.unpack(base), fcx.unpack(grown)
+    assert a.streams[0] == b.streams[0] and a.streams[1] != b.streams[1]
+    assert grown_stats.estimated_bits == pytest.approx(base_stats.estimated_bits, rel=1e-9)
+    assert abs(len(a.streams[1]) - len(b.streams[1])) <= 16
+    assert np.array_equal(codec.decode(base).rgb, codec.decode(grown).rgb)
+
+
+def test_context_model_round_trip_matches_the_model(registered, picture):
+    """The decoder's slice-by-slice tables and residual prediction give what the model computes
+    from all of ŷ at once (training's view), up to float32 synthesis rounding."""
+    data, stats = codec.encode(picture, BETA, "t-trained")
+    decoded = codec.decode(data).rgb
+    loaded = codec.LoadedCodec.get("t-trained")
+    model = loaded.model  # the fp16-stored weights, as the codec has them
+    x = torch.from_numpy(picture.rgb).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False, allow_tf32=None):
+        b = torch.tensor([fcx.unpack(data).header.beta])
+        y = model.analysis(x, b)
+        y_hat, z_hat = torch.round(y), torch.round(model.entropy_model.hyper_analysis(y, b))
+        raw = model.entropy_model.hyper_params(z_hat, b)
+        expected = model.synthesis(model.entropy_model.refined(y_hat), b).clamp(0, 1)
+        bits = model.entropy_model.rounded_bits(y_hat, z_hat, model.entropy_model.params_given(raw, y_hat))
+    expected = (expected[0].permute(1, 2, 0) * 255).round().numpy()
+    assert np.abs(decoded.astype(float) - expected).max() <= 1
+    assert loaded.slice_count == 4
+    assert stats.estimated_bits == pytest.approx(float(bits[0] + bits[1]), rel=1e-3)
+    assert stats.payload_bits == pytest.approx(stats.estimated_bits, rel=0.05, abs=256)
+
+
+def test_context_model_decodes_identically_with_one_and_two_threads(registered, picture):
+    data, _ = codec.encode(picture, BETA, "t-trained", tile=128)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = codec.decode(data).rgb
+        again, _ = codec.encode(picture, BETA, "t-trained", tile=128)
+        torch.set_num_threads(2)
+        two = codec.decode(data).rgb
+    finally:
+        torch.set_num_threads(threads)
+    assert again == data and np.array_equal(one, two)
+
+
+def test_damaged_slice_stream_is_refused(registered, picture):
+    container = fcx.unpack(codec.encode(picture, BETA, "t-trained")[0])
+    y = bytearray(container.streams[1])
+    y[len(y) // 3] ^= 0x5A
+    container.streams[1] = bytes(y)
+    with pytest.raises((fcx.FormatError, entropy.DesyncError)):
+        codec.decode(fcx.pack(container))
+
+
+def test_context_slices_must_cover_the_latents():
+    with pytest.raises(ValueError, match="cover"):
+        build_model("flow", {**SMALL, "context_slices": [6, 10]})
