@@ -12,6 +12,7 @@ from flowcodec_cli import codec, zoo
 from flowcodec_cli.codec import entropy, fcx
 from flowcodec_cli.files import images
 from flowcodec_cli.models import build_model
+from flowcodec_cli.training.checkpoints import export_weights
 from model_helpers import randomized
 
 SMALL = {"levels": 2, "steps": 1, "hidden": 8, "hyper_width": 16, "hyper_channels": 8,
@@ -33,7 +34,7 @@ def registered(tmp_path_factory):
     monkey = pytest.MonkeyPatch()
     monkey.setenv("FLOWCODEC_WEIGHTS", str(folder))
     for name, model in {"t-base": base, "t-grown": grown, "t-trained": trained}.items():
-        sha = zoo.export(model, folder / f"{name}.safetensors")
+        sha = export_weights(model, folder / f"{name}.safetensors")
         monkey.setitem(zoo.REGISTRY, name, zoo.ZooEntry(name, "flow", f"{name}.safetensors", sha))
     yield {"base": base, "grown": grown, "trained": trained}
     monkey.undo()

@@ -3,7 +3,8 @@
 Each entry names a weights file in `weights/` and its sha256. Loading verifies the hash first
 (a tampered or swapped file is refused), reads it with safetensors (no pickle, so a weights file
 cannot execute code), rebuilds the architecture from the config stored inside the file, and
-loads the tensors strictly (missing or unexpected keys are an error).
+loads the tensors strictly (missing or unexpected keys are an error). Writing weights is
+training's job (`training/checkpoints.export_weights`): this module only reads.
 
 The weights folder is `$FLOWCODEC_WEIGHTS` if set, else the `weights/` folder of the source tree
 this package was installed from (`make demo` installs it in editable mode).
@@ -19,10 +20,8 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from flowcodec_cli.errors import WeightsError, WeightsMissing
-from flowcodec_cli.files.atomic import atomic_path
 from flowcodec_cli.models import build_model
 
 
@@ -159,14 +158,3 @@ def load(name: str = DEFAULT_MODEL):
 def trained_steps(path: Path) -> int:
     """Training steps behind a weights file (all sessions), from its metadata; 0 if unrecorded."""
     return int(read_metadata(path).get("trained_steps", 0))
-
-
-def export(model, path: Path, trained_steps: int | None = None) -> str:
-    """Write a model's weights as fp16 safetensors with its config; returns the sha256."""
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    metadata = {"architecture": model.name, "config": json.dumps(model.config.to_dict())}
-    if trained_steps is not None:
-        metadata["trained_steps"] = str(trained_steps)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return sha256_file(path)

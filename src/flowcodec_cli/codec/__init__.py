@@ -1,8 +1,8 @@
 """The coding core: image → tensor → analysis → latents → probability tables → range coder → .fcx.
 
 Holds the container (`fcx`), the entropy coder (`entropy`), the pipeline (`pipeline`), tiling and
-the runtime β → β′ map. It may import `models`, `files` and `zoo`; never `training` or
-`evaluation` (tests/test_layout.py enforces it).
+the runtime β → β′ map. It may import `models`, `zoo` and `errors`; never `files`, `training`
+or `evaluation` (tests/test_layout.py enforces it): it codes pictures, not files.
 
 `encode`, `decode` and the rest are loaded on first use (PEP 562), so that reading a header
 (`codec.fcx`, `flowcodec info`, the fuzzers) never imports torch."""

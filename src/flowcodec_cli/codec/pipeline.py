@@ -29,7 +29,7 @@ from flowcodec_cli.codec.loaded import LoadedCodec
 from flowcodec_cli.codec.tiles import (DEFAULT_TILE, Box, region, tile_grid_fits, tiles, to_rgb,
                                        window)
 from flowcodec_cli.errors import CodecError, SideInfoError
-from flowcodec_cli.files import images  # as a module: files.images itself imports codec.fcx
+from flowcodec_cli.codec.picture import Picture
 
 __all__ = ["CodecError", "EncodeStats", "LoadedCodec", "SideInfoError", "decode", "encode",
            "DEFAULT_TILE"]
@@ -52,8 +52,8 @@ def deterministic(fn):
 
 
 @deterministic
-def encode(picture: images.Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL, device: str = "cpu",
-           tile: int = DEFAULT_TILE, side_info: images.Picture | None = None) -> tuple[bytes, EncodeStats]:
+def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL, device: str = "cpu",
+           tile: int = DEFAULT_TILE, side_info: Picture | None = None) -> tuple[bytes, EncodeStats]:
     """Compress a picture into .fcx bytes at rate weight β.
 
     `side_info` is only for models that see it at the encoder (joint coding); a distributed
@@ -75,7 +75,7 @@ def encode(picture: images.Picture, beta: float, model_name: str = zoo.DEFAULT_M
 
 
 @deterministic
-def decode(data: bytes, side_info: images.Picture | None = None, device: str = "cpu") -> images.Picture:
+def decode(data: bytes, side_info: Picture | None = None, device: str = "cpu") -> Picture:
     """Decompress .fcx bytes. Raises fcx.FormatError, CodecError or entropy.DesyncError.
 
     `side_info` is ignored by models that do not use it (the header's flag says which do)."""
@@ -104,11 +104,11 @@ def decode(data: bytes, side_info: images.Picture | None = None, device: str = "
         rgb[box.top:box.top + box.height, box.left:box.left + box.width] = \
             _synthesize_tile(codec, latents, header, box, device, side)
     alpha = _decode_alpha(container.streams[-1], header) if header.has_alpha else None
-    return images.Picture(rgb, alpha, header.layout)
+    return Picture(rgb, alpha, header.layout)
 
 
-def _encode_header(codec: LoadedCodec, picture: images.Picture, beta: float, tile: int,
-                   side_info: images.Picture | None) -> tuple[fcx.Header, np.ndarray | None]:
+def _encode_header(codec: LoadedCodec, picture: Picture, beta: float, tile: int,
+                   side_info: Picture | None) -> tuple[fcx.Header, np.ndarray | None]:
     """Check the request and make the header (with the network's β); the side view if used."""
     config = codec.model.config
     if not config.beta_min <= beta <= config.beta_max:
@@ -192,7 +192,7 @@ def _decode_y(codec: LoadedCodec, y_stream: bytes | None, raw: torch.Tensor,
     return y_hat, crc, _corrupt(error) if error else None
 
 
-def _decode_setup(container: fcx.Container, side_info: images.Picture | None):
+def _decode_setup(container: fcx.Container, side_info: Picture | None):
     """The model the file names (its weights must be the installed ones) and the side view."""
     header = container.header
     side = _side_rgb(side_info, header.height, header.width) if header.needs_side_info else None
@@ -248,7 +248,7 @@ def _gather_latents(latents: dict[tuple[int, int], torch.Tensor], header: fcx.He
     return y_hat
 
 
-def _side_rgb(side_info: images.Picture | None, height: int, width: int) -> np.ndarray:
+def _side_rgb(side_info: Picture | None, height: int, width: int) -> np.ndarray:
     """The side image's RGB, which must have the coded image's size (the views of one camera rig)."""
     if side_info is None:
         raise SideInfoError("this file needs side information: pass --side-info IMAGE")

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from flowcodec_cli.codec import fcx
+from flowcodec_cli.codec.picture import Picture  # noqa: F401 - files.images.Picture is public
 from flowcodec_cli.errors import ImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".webp", ".bmp"}
@@ -48,12 +48,6 @@ def stereo_pairs(folder: str | Path) -> list[tuple[str, Path, Path]]:
         return []
     return [(p.name, p, right_dir / p.name) for p in image_files(left_dir)
             if (right_dir / p.name).is_file()]
-
-
-class Picture(NamedTuple):
-    rgb: np.ndarray            # (H, W, 3) uint8
-    alpha: np.ndarray | None   # (H, W) uint8 or None
-    layout: int                # fcx.LAYOUT_*
 
 
 def _to_8bit(im: Image.Image) -> Image.Image:

@@ -20,6 +20,7 @@ import random
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from flowcodec_cli import zoo
 from flowcodec_cli.files.atomic import atomic_path
@@ -116,11 +117,23 @@ def load_grown(model, tensors: dict[str, torch.Tensor]) -> tuple[list[str], list
     return list(missing), list(unexpected), grown
 
 
+def export_weights(model, path: Path, trained_steps: int | None = None) -> str:
+    """Write a model's weights as fp16 safetensors with its config (what `zoo.load` reads back);
+    returns the sha256 to pin in zoo.py."""
+    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    metadata = {"architecture": model.name, "config": json.dumps(model.config.to_dict())}
+    if trained_steps is not None:
+        metadata["trained_steps"] = str(trained_steps)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return zoo.sha256_file(path)
+
+
 def export_checkpoint(checkpoint: str, out: str) -> str:
     """Strip a training checkpoint to fp16 weights + config (safetensors); returns the sha256."""
     model, state = load_checkpoint(Path(checkpoint))
     total = state.get("steps_before", 0) + state["step"]
-    sha = zoo.export(model, Path(out), trained_steps=total)
+    sha = export_weights(model, Path(out), trained_steps=total)
     print(json.dumps({"checkpoint": checkpoint, "step": state["step"], "trained_steps": total,
                       "out": out, "sha256": sha}))
     return sha
