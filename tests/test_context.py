@@ -115,3 +115,14 @@ def test_damaged_slice_stream_is_refused(registered, picture):
 def test_context_slices_must_cover_the_latents():
     with pytest.raises(ValueError, match="cover"):
         build_model("flow", {**SMALL, "context_slices": [6, 10]})
+
+
+def test_complexity_counts_the_context_networks_on_both_sides():
+    from flowcodec_cli.evaluation.complexity import part_macs
+    plain = part_macs(build_model("flow", SMALL).eval(), 64, 64)
+    grown = part_macs(build_model("flow", {**SMALL, **CONTEXT}).eval(), 64, 64)
+    assert plain["context"] == 0 < grown["context"]
+    assert grown["synthesis"] > plain["synthesis"]  # the residual predictors run before f⁻¹
+    assert grown["analysis"] == plain["analysis"] > 0
+    assert grown["decoder_total"] == pytest.approx(
+        grown["hyper_synthesis"] + grown["context"] + grown["synthesis"], abs=0.2)
