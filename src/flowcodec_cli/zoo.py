@@ -54,7 +54,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="0c6ade490bfcb22b5bea46dcd7ddae9bfadb2fb1243de71abd343d5c2c0cddb4",
+    sha256="86416ffc5e616a3118eb0f09edafe989db4434d707deb4e7bcb3264d2f84bd62",
 ))
 
 # The side-information family (bench --stereo): trained together on stereo and synthetic pairs,
