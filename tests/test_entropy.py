@@ -141,6 +141,49 @@ def test_tables_equal_the_plain_mixture_cdf(seed):
     assert seen == set(entropy.WINDOW_HALF_WIDTHS[1:])  # even SCALE_MIN reaches past ±1
 
 
+def reference_snap(logits, means, scales):
+    """The grids of the module docstring, the plain numpy way (what quantize_params computes)."""
+    from flowcodec_cli.models import mixture
+    logits = np.nan_to_num(logits, nan=0.0, posinf=entropy.MEAN_LIMIT, neginf=-entropy.MEAN_LIMIT)
+    weights = np.exp(logits - logits.max(0))
+    weights /= weights.sum(0)
+    means = np.clip(np.nan_to_num(means, nan=0.0), -entropy.MEAN_LIMIT, entropy.MEAN_LIMIT)
+    scales = np.clip(np.nan_to_num(scales, nan=mixture.SCALE_MAX), mixture.SCALE_MIN, mixture.SCALE_MAX)
+    lo, hi = math.log(mixture.SCALE_MIN), math.log(mixture.SCALE_MAX)
+    position = (np.log(scales) - lo) / (hi - lo)
+    return (np.floor(weights * entropy.WEIGHT_TOTAL + 0.5), np.floor(means * 16 + 0.5),
+            np.clip(np.floor(position * (entropy.SCALE_LEVELS - 1) + 0.5), 0, entropy.SCALE_LEVELS - 1))
+
+
+def reference_plan(q):
+    """Window centre (weighted mean, rounded, ties up) and the smallest half-width that covers
+    every weighted component to TAIL_SIGMAS, in float64 as the format describes it."""
+    steps = entropy.MEAN_STEPS_PER_UNIT
+    centres = np.floor((q.weights * q.means).sum(0) / q.weights.sum(0) / steps + 0.5)
+    sigma = entropy.scale_grid()[q.scales] * steps
+    reach = np.abs(q.means - centres * steps) + np.ceil(entropy.TAIL_SIGMAS * sigma)
+    reach = np.ceil(np.where(q.weights > 0, reach, 0).max(0) / steps) + 1
+    widths = np.array(entropy.WINDOW_HALF_WIDTHS)
+    return centres, widths[np.minimum(np.searchsorted(widths, reach), len(widths) - 1)]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_snapping_and_windows_equal_the_plain_formulas(seed):
+    """quantize_params and the window plan (torch, all elements at once) give exactly the numbers
+    of the plain formulas, including non-finite and out-of-range parameters of forged files."""
+    rng = np.random.default_rng(seed)
+    logits, means, scales = random_mixture(rng, 20000, max_scale=90.0, mean_spread=40.0)
+    logits[0, :30], means[1, 30:60], scales[2, 60:90] = np.nan, np.inf, np.nan
+    logits[1, 90:120], means[0, 120:150], scales[0, 150:180] = -np.inf, -1e30, 1e-30
+    q = entropy.quantize_params(logits, means, scales)
+    for got, want in zip(q, reference_snap(logits, means, scales)):
+        np.testing.assert_array_equal(got, want)
+    centres, half_widths = reference_plan(q)
+    plan = entropy._plan(q)
+    np.testing.assert_array_equal(plan.centres, centres)
+    np.testing.assert_array_equal(plan.half_widths, half_widths)
+
+
 # --- a damaged stream is refused, never decoded to other values --------------------------------
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowcodec_cli.models.layers.flow import (ActNorm, AffineCoupling, FlowStep, HaarSqueeze, InvertibleConv1x1,
-                                      TapSumConv2d)
+from flowcodec_cli.models.layers import flow as flow_layers
+from flowcodec_cli.models.layers.flow import (ActNorm, AffineCoupling, BlockedConv2d, FlowStep,
+                                              HaarSqueeze, InvertibleConv1x1, TapSumConv2d)
 from flowcodec_cli.models import build_model
 from model_helpers import randomized as randomize
 
@@ -118,3 +119,21 @@ def test_tap_sum_convolution_is_the_stock_convolution(cin, cout):
         stock = torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1)
         torch.testing.assert_close(layer.eval()(x), stock, rtol=1e-5, atol=1e-5)
         assert torch.equal(layer.train()(x), stock)
+
+
+@pytest.mark.parametrize("layer", [BlockedConv2d(7, 16, 3), BlockedConv2d(5, 8, 5), TapSumConv2d(32, 12)],
+                         ids=["blocked-3x3", "blocked-5x5", "tap-sum"])
+def test_codec_convolutions_in_row_blocks_give_the_same_bits(layer, monkeypatch):
+    """Computing a codec convolution block of rows by block of rows (to stay in cache) changes no
+    bit: each output is the same dot product as in one whole-image pass (uneven last block too)."""
+    torch.manual_seed(0)
+    x = torch.randn(1, layer.in_channels, 37, 29)
+    layer.eval()
+    with torch.no_grad():
+        whole = layer(x)
+        monkeypatch.setattr(flow_layers, "_BLOCK_BYTES", 1)  # 4 rows per block: 10 blocks
+        assert len(flow_layers._row_blocks(37, 29, 9)) == 10
+        assert torch.equal(layer(x), whole)
+    if isinstance(layer, BlockedConv2d):
+        assert torch.equal(whole, torch.nn.functional.conv2d(x, layer.weight, layer.bias,
+                                                             padding=layer.padding))

@@ -101,54 +101,73 @@ def quantize_params(logits: np.ndarray, means: np.ndarray, scales: np.ndarray) -
     The softmax is computed here in float64 from the network's logits; the network that produced
     them also ran in float64 (see codec.py), so an ulp-level difference between machines is ~1e-16
     relative and practically never moves a value across a grid boundary. If it ever does, the
-    parameter digest catches it.
+    parameter digest catches it. Computed with torch (elementwise, on its threads: the result of
+    an elementwise operation does not depend on how it is split), sums over components in a fixed
+    order.
     """
+    logits, means, scales = (torch.from_numpy(np.asarray(a, dtype=np.float64))
+                             for a in (logits, means, scales))
     # Only a forged or corrupt file can make the network emit non-finite or absurd values; they
     # are mapped into range so the tables stay well-defined (the parameter CRC then fails).
-    logits = np.nan_to_num(logits, nan=0.0, posinf=MEAN_LIMIT, neginf=-MEAN_LIMIT)
-    means = np.clip(np.nan_to_num(means, nan=0.0), -MEAN_LIMIT, MEAN_LIMIT)
-    scales = np.nan_to_num(scales, nan=mixture.SCALE_MAX)
-    logits = logits - logits.max(axis=0, keepdims=True)
-    weights = np.exp(logits)
-    weights /= weights.sum(axis=0, keepdims=True)
-    q_weights = np.floor(weights * WEIGHT_TOTAL + 0.5).astype(np.int64)
-    # A component with weight 0 would waste table work; the mixture still needs one non-zero.
-    q_weights[np.argmax(weights, axis=0), np.arange(weights.shape[1])] = np.maximum(
-        q_weights.max(axis=0), 1)
-    q_means = np.floor(means * MEAN_STEPS_PER_UNIT + 0.5).astype(np.int64)
+    logits = torch.nan_to_num(logits, nan=0.0, posinf=MEAN_LIMIT, neginf=-MEAN_LIMIT)
+    means = torch.nan_to_num(means, nan=0.0).clamp_(-MEAN_LIMIT, MEAN_LIMIT)
+    scales = torch.nan_to_num(scales, nan=mixture.SCALE_MAX).clamp_(mixture.SCALE_MIN, mixture.SCALE_MAX)
+    weights = logits.sub_(logits.amax(0, keepdim=True)).exp_()
+    weights /= _component_sum(weights)
+    # The largest weight is at least 1/K, so every mixture keeps a non-zero quantized weight.
+    q_weights = weights.mul_(WEIGHT_TOTAL).add_(0.5).floor_().long()
+    q_means = means.mul_(MEAN_STEPS_PER_UNIT).add_(0.5).floor_().long()
     lo, hi = math.log(mixture.SCALE_MIN), math.log(mixture.SCALE_MAX)
-    position = (np.log(np.clip(scales, mixture.SCALE_MIN, mixture.SCALE_MAX)) - lo) / (hi - lo)
-    q_scales = np.clip(np.floor(position * (SCALE_LEVELS - 1) + 0.5), 0, SCALE_LEVELS - 1)
-    return QuantizedMixture(q_weights, q_means, q_scales.astype(np.int64))
+    position = scales.log_().sub_(lo).div_(hi - lo)
+    q_scales = position.mul_(SCALE_LEVELS - 1).add_(0.5).floor_().clamp_(0, SCALE_LEVELS - 1).long()
+    return QuantizedMixture(q_weights.numpy(), q_means.numpy(), q_scales.numpy())
+
+
+def _component_sum(values: torch.Tensor) -> torch.Tensor:
+    """Σ_k values[k] in the order k = 0, 1, …: the same float64 sum on every machine."""
+    total = values[0].clone()
+    for row in values[1:]:
+        total += row
+    return total
 
 
 class _Plan(NamedTuple):
-    """Where each element sits in the coding order: its window centre and half-width."""
+    """Where each element sits in the coding order, and where its table rows start."""
 
     centres: np.ndarray      # (N,) int64, integer centre of the window
     half_widths: np.ndarray  # (N,) int64, one of WINDOW_HALF_WIDTHS
+    starts: torch.Tensor     # (K, N) int64, index in phase_lut() of each component's CDF run
+
+
+@functools.lru_cache(maxsize=1)
+def _tail_steps() -> torch.Tensor:
+    """ceil(TAIL_SIGMAS · σ_s) in 1/MEAN_STEPS_PER_UNIT units for every scale level s (int64)."""
+    return torch.from_numpy(np.ceil(TAIL_SIGMAS * (scale_grid() * MEAN_STEPS_PER_UNIT)).astype(np.int64))
 
 
 def _plan(q: QuantizedMixture) -> _Plan:
-    """Window of each element: centred on the weighted mean, covering every component's tail."""
+    """Window of each element: centred on the weighted mean, covering every component's tail.
+    Integer arithmetic only (int64 torch tensors), over all elements at once."""
     steps = MEAN_STEPS_PER_UNIT
-    total = q.weights.sum(axis=0)
-    centre_steps = (q.weights * q.means).sum(axis=0)
+    weights, means, scales = (torch.from_numpy(a) for a in q)
+    total = weights.sum(0)
+    centre_steps = (weights * means).sum(0)
     # Integer rounding of (weighted mean / steps) to the nearest integer, ties up.
-    centres = np.floor_divide(2 * centre_steps + total * steps, 2 * total * steps)
-    sigma_steps = scale_grid()[q.scales] * steps
-    reach_steps = np.abs(q.means - centres * steps) + np.ceil(TAIL_SIGMAS * sigma_steps)
-    reach_steps = np.where(q.weights > 0, reach_steps, 0).max(axis=0)
-    reach = np.ceil(reach_steps / steps).astype(np.int64) + 1
-    widths = np.array(WINDOW_HALF_WIDTHS)
-    index = np.minimum(np.searchsorted(widths, reach), len(widths) - 1)
-    return _Plan(centres.astype(np.int64), widths[index])
+    centres = torch.div(2 * centre_steps + total * steps, 2 * total * steps, rounding_mode="floor")
+    reach_steps = (means - centres * steps).abs_().add_(_tail_steps()[scales])
+    reach_steps = reach_steps.masked_fill_(weights <= 0, 0).amax(0)
+    reach = torch.div(reach_steps + steps - 1, steps, rounding_mode="floor") + 1
+    widths = torch.tensor(WINDOW_HALF_WIDTHS)
+    half_widths = widths[torch.searchsorted(widths, reach).clamp_(max=len(WINDOW_HALF_WIDTHS) - 1)]
+    starts = _run_starts(means, scales, centres, half_widths)
+    return _Plan(centres.numpy(), half_widths.numpy(), starts)
 
 
 # Half-range of `phase_lut`'s runs, in whole bins (MEAN_STEPS_PER_UNIT table entries each): the
 # saturated reach of `cdf_lut` plus the widest window, so that clamping a window's start into the
 # range only ever moves a run whose entries are all saturated, which never changes a table.
 _PHASE_PAD = -(-_max_offset() // MEAN_STEPS_PER_UNIT) + 2 * WINDOW_HALF_WIDTHS[-1] + 4
+_RUN_LENGTH = 2 * _PHASE_PAD + 1
 
 
 @functools.lru_cache(maxsize=1)
@@ -168,6 +187,19 @@ def phase_lut() -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(cdf_lut()[:, index]).ravel())
 
 
+def _run_starts(means: torch.Tensor, scales: torch.Tensor, centres: torch.Tensor,
+                half_widths: torch.Tensor) -> torch.Tensor:
+    """(K, N) start in `phase_lut` of each component's CDF at its element's window boundaries."""
+    steps = MEAN_STEPS_PER_UNIT
+    # first bin boundary of each window, in 1/steps units: centre − half − 1/2
+    first = centres * steps - steps // 2 - steps * half_widths
+    offset = first - means                                             # boundary 0 − mean_k
+    run = torch.div(offset, steps, rounding_mode="floor")
+    phase = offset.sub_(steps * run)
+    run = torch.minimum(run, _PHASE_PAD - 2 * half_widths - 1).clamp_(min=-_PHASE_PAD)
+    return scales.mul(steps).add_(phase).mul_(_RUN_LENGTH).add_(run).add_(_PHASE_PAD)
+
+
 def _tables(q: QuantizedMixture, plan: _Plan, select: np.ndarray, half: int) -> np.ndarray:
     """Integer probability rows for the selected elements: (n, 2·half + 2), last column = escape.
 
@@ -176,28 +208,21 @@ def _tables(q: QuantizedMixture, plan: _Plan, select: np.ndarray, half: int) -> 
     exact integers (as float64, which represents them exactly), which constriction rescales
     deterministically. Integer arithmetic throughout, so torch's threads cannot change a bit.
     """
-    steps, bounds = MEAN_STEPS_PER_UNIT, 2 * half + 2
+    bounds = 2 * half + 2
     runs = phase_lut()
-    run_length = 2 * _PHASE_PAD + 1
     # every contiguous run of `bounds` entries, as rows of a (overlapping, read-only) view
     windows = runs.as_strided((runs.numel() - bounds + 1, bounds), (1, 1))
     chosen = torch.from_numpy(select)
-    # first bin boundary of each window, in 1/steps units: centre − half − 1/2
-    first = torch.from_numpy(plan.centres)[chosen] * steps - steps // 2 - steps * half
-    weights = torch.from_numpy(q.weights)[:, chosen]
-    cdf = torch.zeros((chosen.numel(), bounds), dtype=torch.int32)
-    for k in range(weights.shape[0]):
-        offset = first - torch.from_numpy(q.means[k])[chosen]          # boundary 0 − mean_k
-        run = torch.div(offset, steps, rounding_mode="floor")
-        phase = offset - steps * run
-        run.clamp_(-_PHASE_PAD, _PHASE_PAD - bounds + 1)
-        scale = torch.from_numpy(q.scales[k])[chosen]
-        rows = windows[(scale * steps + phase) * run_length + run + _PHASE_PAD]
-        # int32 is exact: weights ≤ 2^10 times CDF values ≤ 2^16, summed over K = 3.
-        cdf.add_(rows.mul_(weights[k].to(torch.int32)[:, None]))
+    weights = torch.from_numpy(q.weights).index_select(1, chosen).to(torch.int32)
+    rows = windows[plan.starts.index_select(1, chosen)]               # (K, n, bounds)
+    # int32 is exact: weights ≤ 2^10 times CDF values ≤ 2^16, summed over K = 3.
+    rows.mul_(weights[:, :, None])
+    cdf = rows[0]
+    for component in rows[1:]:
+        cdf += component
     table = torch.empty((chosen.numel(), bounds), dtype=torch.float64)
-    table[:, :-1] = cdf[:, 1:] - cdf[:, :-1]
-    table[:, -1] = weights.sum(0).to(torch.int32) * (1 << CDF_BITS) - (cdf[:, -1] - cdf[:, 0])
+    torch.sub(cdf[:, 1:], cdf[:, :-1], out=table[:, :-1])
+    table[:, -1] = _component_sum(weights) * (1 << CDF_BITS) - (cdf[:, -1] - cdf[:, 0])
     return table.add_(1).numpy()
 
 
