@@ -19,12 +19,13 @@ from __future__ import annotations
 import functools
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from flowcodec_cli import zoo
-from flowcodec_cli.codec import entropy, fcx
+from flowcodec_cli.codec import entropy, fcx, refine
 from flowcodec_cli.codec.loaded import LoadedCodec
 from flowcodec_cli.codec.tiles import (DEFAULT_TILE, Box, region, tile_grid_fits, tiles, to_rgb,
                                        window)
@@ -53,16 +54,21 @@ def deterministic(fn):
 
 @deterministic
 def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL, device: str = "cpu",
-           tile: int = DEFAULT_TILE, side_info: Picture | None = None) -> tuple[bytes, EncodeStats]:
+           tile: int = DEFAULT_TILE, side_info: Picture | None = None,
+           effort: int = 0) -> tuple[bytes, EncodeStats]:
     """Compress a picture into .fcx bytes at rate weight β.
 
     `side_info` is only for models that see it at the encoder (joint coding); a distributed
-    model's encoder never sees it, and refusing it there keeps that promise checkable."""
+    model's encoder never sees it, and refusing it there keeps that promise checkable.
+    `effort` > 0 refines each tile's latents for this image (`refine.py`): slower, smaller,
+    decoded by the same decoder."""
     codec = LoadedCodec.get(model_name)
+    refine.check_supported(codec.model, effort)
     header, side = _encode_header(codec, picture, beta, tile, side_info)
     streams, estimate = [], 0.0
     for box in tiles(header):
-        y_hat, z_hat = _analyse_tile(codec, picture.rgb, box, header.beta, device, side)
+        y_hat, z_hat = _analyse_tile(codec, picture.rgb, box, header.beta, device, side,
+                                     _Objective(beta, refine.STEPS[effort]))
         z_stream = entropy.encode(_symbols(z_hat), codec.z_tables(z_hat.shape))
         y_stream, header.params_crc, y_bits = _encode_y(codec, y_hat, z_hat, header.beta,
                                                         header.params_crc)
@@ -131,19 +137,34 @@ def _encode_header(codec: LoadedCodec, picture: Picture, beta: float, tile: int,
     return header, side
 
 
+class _Objective(NamedTuple):
+    """What the encoder's refinement minimizes (`refine.py`): D + β·R at the user's β (not the
+    network's, which the header carries), for `steps` gradient steps per tile (none: the
+    analysis, rounded, as always)."""
+    beta: float
+    steps: int
+
+
 def _analyse_tile(codec: LoadedCodec, rgb: np.ndarray, box: Box, beta: float, device: str,
-                  side: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+                  side: np.ndarray | None,
+                  objective: _Objective) -> tuple[torch.Tensor, torch.Tensor]:
     """A tile's window (the tile padded to the stride, plus the context it borrows) → analysis
-    → y cropped to the tile → (ŷ, ẑ) on the CPU, each (1, C, h, w)."""
+    → y cropped to the tile (refined, if asked) → (ŷ, ẑ) on the CPU, each (1, C, h, w)."""
     model = codec.transforms(device)
     factor = model.latent_stride
     win, (above, before, below, after) = window(box, *rgb.shape[:2], model.stride)
     beta_t = torch.tensor([beta], device=device)
     x = region(rgb, win).to(device)
-    y = model.analysis(x, beta_t) if side is None else \
-        model.analysis(x, beta_t, region(side, win).to(device))
-    y = y[..., above // factor:(win.height - below) // factor,
-          before // factor:(win.width - after) // factor]
+    side_x = None if side is None else region(side, win).to(device)
+    y = model.analysis(x, beta_t) if side is None else model.analysis(x, beta_t, side_x)
+    rows = slice(above // factor, (win.height - below) // factor)
+    cols = slice(before // factor, (win.width - after) // factor)
+    if objective.steps:
+        tile = refine.TileWindow(x, y, (rows, cols), (slice(above, above + box.height),
+                                                      slice(before, before + box.width)), side_x)
+        y_hat, z_hat = refine.refine(model, tile, beta_t, objective.beta, objective.steps)
+        return y_hat.cpu(), z_hat.cpu()
+    y = y[..., rows, cols]
     z = model.entropy_model.hyper_analysis(y, beta_t)
     return torch.round(y.cpu()), torch.round(z.cpu())
 

@@ -17,7 +17,8 @@ The whole contract with the coding core (`codec/pipeline.py`) is:
   argument of `synthesis`, one with `side_info_at_encoder` as a third argument of `analysis`.
 
 Training replaces rounding by additive noise for the rate; what the synthesis sees in training
-is the model's choice (`synthesis_input`).
+is the model's choice (`synthesis_input`). Every model is trained for one objective, `lagrangian`
+(L = D + β·R), which the encoder's refinement (`codec/refine.py`) minimizes too.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def _from_file_names(module, state_dict, prefix, *_) -> None:
     for key in [k for k in state_dict if k.startswith(prefix)]:
         if key[len(prefix):].split(".")[0] in heads:
             state_dict[prefix + ENTROPY_MODEL + key[len(prefix):]] = state_dict.pop(key)
+
+
+def lagrangian(distortion, bits, pixels: int, beta):
+    """L = D + β·R, the objective of every model: D the MSE on pixels in [0, 1], R the rate in
+    bits per dimension (bits / (3·pixels), i.e. bpp / 3). Defined once, here, because training
+    (`training/loss.py`) and the encoder's refinement (`codec/refine.py`) must minimize the same
+    thing; it works on tensors (per image) and on floats alike."""
+    return distortion + beta * (bits / (3 * pixels))
 
 
 def file_name(parameter_name: str) -> str:

@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from flowcodec_cli.models.base import lagrangian
+
 
 def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool,
             rate_weight: float = 1.0, side: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
@@ -28,10 +30,9 @@ def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool,
     pixels = x.shape[2] * x.shape[3]
     mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))  # (B,)
     bits = out["y_bits_per_image"] + out["z_bits_per_image"]  # (B,)
-    rate = bits / (3 * pixels)
     beta_mid = math.sqrt(model.config.beta_min * model.config.beta_max)
     weight = (beta / beta_mid).rsqrt()
-    loss = ((mse + rate_weight * beta * rate) * weight).mean()
+    loss = (lagrangian(mse, bits, pixels, rate_weight * beta) * weight).mean()
     stats = {
         "loss": loss.item(),
         "bpp": (bits / pixels).mean().item(),

@@ -77,7 +77,8 @@ def measure_model(codec: Codec, beta: float, image: BenchImage, device: str,
     picture = Picture(image.rgb, None, fcx.LAYOUT_RGB)
     start = time.perf_counter()
     data, stats = neural.encode(picture, beta, codec.key, device=device,
-                                side_info=side_picture if model.side_info_at_encoder else None)
+                                side_info=side_picture if model.side_info_at_encoder else None,
+                                effort=codec.effort)
     encode_s = time.perf_counter() - start
     path = workdir / f"{Path(image.name).stem}-{codec.key}-{setting_name(beta)}.fcx"
     path.write_bytes(data)
@@ -90,6 +91,7 @@ def measure_model(codec: Codec, beta: float, image: BenchImage, device: str,
     pixels = image.pixels
     point = {
         "network_beta": stats.network_beta,
+        "effort": codec.effort,
         "bytes": file_bytes,
         "bpp_file": 8.0 * file_bytes / pixels,
         "payload_bits": int(stats.payload_bits),

@@ -35,6 +35,7 @@ class Codec:
     setting_kind: str   # "beta", "quality", ...
     cache_id: str
     weights_sha256: str | None = None
+    effort: int = 0     # a model's encoder effort (`encode --effort`); classical codecs: 0
 
 
 def default_betas(config: dict) -> tuple[float, ...]:
@@ -53,10 +54,12 @@ def model_config(path) -> dict:
     return json.loads(meta["config"])
 
 
-def plan_models(names: list[str], betas: tuple[float, ...] | None, device: str) -> list[Codec]:
+def plan_models(names: list[str], betas: tuple[float, ...] | None, device: str,
+                effort: int = 0) -> list[Codec]:
     """One Codec per model name; `betas` None means each model's `default_betas`. The weights
     are verified here (zoo.verify), before any image is read, and their sha256 goes into the
-    cache id, so changed weights never reuse old points."""
+    cache id, so changed weights never reuse old points; so does an encoder effort above 0
+    (effort 0 keeps the ids, and the cached points, of the runs before efforts existed)."""
     codecs = []
     for name in names:
         if name not in zoo.REGISTRY:
@@ -71,12 +74,14 @@ def plan_models(names: list[str], betas: tuple[float, ...] | None, device: str) 
             if lo is not None and hi is not None and not lo <= beta <= hi:
                 raise BenchUsageError(f"--betas: {beta:g} is outside model {name!r}'s range "
                                       f"[{lo:g}, {hi:g}]")
+        at_effort = f", effort {effort}" if effort else ""
         codecs.append(Codec(key=name, kind="model",
                             description=f"{name} ({entry.architecture}), weights {entry.file} "
-                                        f"sha256 {sha[:12]}…",
+                                        f"sha256 {sha[:12]}…{at_effort}",
                             settings=tuple(sweep), setting_kind="beta",
-                            cache_id=f"v{CACHE_VERSION}-model-{name}-{sha[:16]}-{device}",
-                            weights_sha256=sha))
+                            cache_id=f"v{CACHE_VERSION}-model-{name}-{sha[:16]}-{device}"
+                                     + (f"-effort{effort}" if effort else ""),
+                            weights_sha256=sha, effort=effort))
     return codecs
 
 

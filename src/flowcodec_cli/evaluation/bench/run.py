@@ -137,13 +137,15 @@ def _measure_all(jobs: list, cache_dir: Path, device: str, errors: list,
 
 
 def _config(directory, bench_images, planned_models, planned_classical, classical_names,
-            device, threads, bd_method, cache_dir, n_jobs, done: _Measurements) -> dict:
+            device, threads, bd_method, cache_dir, n_jobs, done: _Measurements,
+            effort: int) -> dict:
     """The `config` section of bench.json: what was asked and what ran."""
     return {
         "directory": str(directory),
         "images": len(bench_images),
         "models": [c.key for c in planned_models],
         "betas": {c.key: list(c.settings) for c in planned_models},
+        "effort": effort,
         "classical": {c.key: {"settings": list(c.settings), "setting_kind": c.setting_kind,
                               "description": c.description} for c in planned_classical},
         "skipped_classical": [n for n in classical_names
@@ -162,17 +164,17 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
         settings: dict[str, tuple[float, ...]] | None = None, images: int | None = None,
         device: str = "cpu", cache_dir=DEFAULT_CACHE, report_dir=DEFAULT_REPORT_DIR,
         json_path=None, threads: int | None = None, quiet: bool = False,
-        bd_method: str = "cubic", analysis_images: int = 2) -> BenchResult:
+        bd_method: str = "cubic", analysis_images: int = 2, effort: int = 0) -> BenchResult:
     """Run the benchmark and write bench.json, results.md and rd.png. See the module docstring.
 
     Raises BenchUsageError for bad options, zoo.WeightsError / codec.CodecError when a model
     cannot run; failures of single images or jobs are reported on stderr and collected in
-    `BenchResult.errors`, and the run goes on.
+    `BenchResult.errors`, and the run goes on. `effort`: our models' encoder effort.
     """
     models, betas, classical_names, overrides = _check_options(
         models, betas, codecs, no_classical, settings, images, threads)
     paths = list_images(Path(directory), images)
-    planned_models = plan_models(models, betas, device)
+    planned_models = plan_models(models, betas, device, effort)
     planned_classical = plan_classical(classical_names, overrides)
     _set_up_torch(threads, device, bool(planned_models))
 
@@ -191,7 +193,8 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
         "format": FORMAT,
         "environment": environment(device, threads),
         "config": _config(directory, bench_images, planned_models, planned_classical,
-                          classical_names, device, threads, bd_method, cache_dir, len(jobs), done),
+                          classical_names, device, threads, bd_method, cache_dir, len(jobs), done,
+                          effort),
         "images": [{"name": im.name, "sha256": im.sha256, "width": int(im.rgb.shape[1]),
                     "height": int(im.rgb.shape[0])} for im in bench_images],
         "points": done.points,
