@@ -54,7 +54,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="86416ffc5e616a3118eb0f09edafe989db4434d707deb4e7bcb3264d2f84bd62",
+    sha256="e85608f9c2ed0cf2785ca17d7f1d862e3ba90ab4af04f44ccd61442268069a25",
 ))
 
 # The side-information family (bench --stereo): trained together on stereo and synthetic pairs,
