@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 
 demo: install
 	@mkdir -p $(DEMO)
-	$(VENV)/bin/flowcodec encode $(SAMPLE) -o $(DEMO)/sample.fcx --beta 0.005 --force
+	$(VENV)/bin/flowcodec encode $(SAMPLE) -o $(DEMO)/sample.fcx -q 75 -v --force
 	$(VENV)/bin/flowcodec decode $(DEMO)/sample.fcx -o $(DEMO)/sample.png --force
 	$(PY) -m flowcodec_cli.evaluation.demo_report $(SAMPLE) $(DEMO)/sample.fcx $(DEMO)/sample.png
 

@@ -196,7 +196,7 @@ def test_cli_skips_unreadable_image(work, tmp_path):
     result = CliRunner().invoke(cli.main, [
         "bench", str(mixed), "--models", "hyperprior", "--betas", ",".join(map(str, BETAS)),
         "--codecs", "webp", "--settings", "webp=5,60", "--cache", str(tmp / "cache"),
-        "--report-dir", str(report), "--json", str(tmp_path / "out.json"), "-q"])
+        "--report-dir", str(report), "--json", str(tmp_path / "out.json"), "--quiet"])
     assert result.exit_code == cli.EXIT_INPUT, (result.output, result.exception)
     assert "broken.png" in result.stderr
     doc = json.loads((tmp_path / "out.json").read_text())
@@ -219,7 +219,7 @@ def test_usage_errors_exit_2(args, tmp_path):
     shutil.copy(PARROTS, tmp_path / PARROTS.name)
     result = CliRunner().invoke(cli.main, ["bench", str(tmp_path), "--cache",
                                            str(tmp_path / "c"), "--report-dir",
-                                           str(tmp_path / "r"), "-q", *args])
+                                           str(tmp_path / "r"), "--quiet", *args])
     assert result.exit_code == cli.EXIT_USAGE, (result.output, result.exception)
     assert result.stderr.startswith("flowcodec: ")
     assert "Traceback" not in result.output
@@ -227,9 +227,9 @@ def test_usage_errors_exit_2(args, tmp_path):
 
 
 def test_directory_without_images_is_a_usage_error(tmp_path):
-    result = CliRunner().invoke(cli.main, ["bench", str(tmp_path), "-q"])
+    result = CliRunner().invoke(cli.main, ["bench", str(tmp_path), "--quiet"])
     assert result.exit_code == cli.EXIT_USAGE
-    missing = CliRunner().invoke(cli.main, ["bench", str(tmp_path / "nope"), "-q"])
+    missing = CliRunner().invoke(cli.main, ["bench", str(tmp_path / "nope"), "--quiet"])
     assert missing.exit_code == cli.EXIT_USAGE
 
 

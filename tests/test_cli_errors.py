@@ -55,7 +55,7 @@ def assert_one_clean_error(result, code: int, name: str) -> str:
 def encoded(tmp_path_factory) -> Path:
     """parrots_256x192.png encoded once at β = 0.01."""
     path = tmp_path_factory.mktemp("encoded") / "parrots.fcx"
-    result = run("encode", PARROTS, "-o", path, "--beta", BETA, "-q")
+    result = run("encode", PARROTS, "-o", path, "--beta", BETA, "--quiet")
     assert result.exit_code == 0, (result.stderr, result.exception)
     return path
 
@@ -212,7 +212,7 @@ def test_existing_output_is_kept_without_force_and_replaced_with_it(tmp_path):
     assert out.read_bytes() == b"do not touch"
     assert dir_listing(tmp_path) == ["out.fcx"]
 
-    result = run("encode", PARROTS, "-o", out, "--beta", BETA, "--force", "-q")
+    result = run("encode", PARROTS, "-o", out, "--beta", BETA, "--force", "--quiet")
     assert result.exit_code == 0, result.stderr
     header = fcx.unpack(out.read_bytes()).header
     assert (header.height, header.width, header.beta) == (192, 256, network_beta(BETA))
@@ -229,7 +229,7 @@ def test_batch_continues_past_a_failure_and_reports_json(encoded, tmp_path):
     bad.write_bytes(encoded.read_bytes()[:100])
     good2.write_bytes(encoded.read_bytes())
     out = tmp_path / "out"
-    result = run("decode", good1, bad, good2, "-o", out, "--json", "-q")
+    result = run("decode", good1, bad, good2, "-o", out, "--json", "--quiet")
     assert result.exit_code == 4
     assert dir_listing(out) == ["a.png", "c.png"]
     errors = error_lines(result)
@@ -294,7 +294,7 @@ def test_json_never_mixes_into_stdout_data(tmp_path):
     assert b'"bytes"' in proc.stderr
 
 
-# --- the one per-input loop (cli._each_input) --------------------------------------------------
+# --- the one per-input loop (cli.runner.each_input) --------------------------------------------------
 
 def test_each_input_reports_each_failure_once_and_returns_the_first_code(capsys):
     def produce(src):
@@ -306,7 +306,7 @@ def test_each_input_reports_each_failure_once_and_returns_the_first_code(capsys)
         yield f"{src}:2"
 
     emitted = []
-    code = cli._each_input([("ok",), ("gone",), ("half",), ("ok2",)], produce,
+    code = cli.runner.each_input([("ok",), ("gone",), ("half",), ("ok2",)], produce,
                            lambda job, result: emitted.append(result))
     assert code == 3
     assert emitted == ["ok:1", "ok:2", "half:1", "ok2:1", "ok2:2"]
@@ -320,7 +320,7 @@ def test_each_input_leaves_failures_to_print_to_click():
         raise BrokenPipeError(32, "Broken pipe")
 
     with pytest.raises(BrokenPipeError):
-        cli._each_input([("a",)], lambda src: iter([1]), emit)
+        cli.runner.each_input([("a",)], lambda src: iter([1]), emit)
 
 
 def test_info_of_a_directory(tmp_path):

@@ -173,6 +173,6 @@ def test_bench_effort_is_in_the_cache_id_and_the_report(tmp_path):
 
 
 def test_bench_effort_with_stereo_is_a_usage_error(tmp_path):
-    result = run("bench", tmp_path, "--stereo", "--effort", "1", "-q")
+    result = run("bench", tmp_path, "--stereo", "--effort", "1", "--quiet")
     assert result.exit_code == EXIT_USAGE, result.output
     assert result.stderr.startswith("flowcodec: bench: --effort")

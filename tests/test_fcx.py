@@ -205,9 +205,10 @@ def test_text_mode_mangling_breaks_the_magic():
         fcx.unpack(data.replace(b"\r\n", b"\n"))
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_unknown_version(version):
-    with pytest.raises(fcx.FormatError, match="version"):
+    with pytest.raises(fcx.FormatError, match=f"unsupported .fcx version {version} "
+                                              r"\(this build reads versions 1, 2"):
         fcx.unpack(patched(packed(), OFF["version"], bytes([version])))
 
 
@@ -357,6 +358,7 @@ def test_header_to_dict():
         "tile": 1024,
         "params_crc32": "ae508f04",
         "side_info_required": True,
+        "metadata": {},
     }
 
 
@@ -368,3 +370,173 @@ def test_header_to_dict_layout_names_and_crc_padding():
         assert d["layout"] == name
         assert d["params_crc32"] == "0000001f"
         assert d["side_info_required"] is False
+
+
+# --- version 2: the metadata block --------------------------------------------------------------
+
+META = {"xmp": b"<x:xmpmeta/>", "icc": b"ICC!"}
+
+# The file of EXPECTED_BODY with ICC and XMP metadata, written out by hand from docs/format.md:
+# version 2, flag bit 1, and the block between the stream count and the first stream.
+EXPECTED_V2_BODY = (
+    EXPECTED_BODY[:OFF["version"]]
+    + b"\x02"                                      # version 2
+    + b"\x02"                                      # flags: FLAG_METADATA
+    + EXPECTED_BODY[OFF["flags"] + 1:OFF["streams"]]
+    + bytes.fromhex("02")                          # two entries
+    + bytes.fromhex("01 04 00 00 00") + b"ICC!"    # kind 1 (ICC), length 4
+    + bytes.fromhex("03 0c 00 00 00") + b"<x:xmpmeta/>"   # kind 3 (XMP), length 12
+    + EXPECTED_BODY[OFF["streams"]:])
+META_AT = OFF["streams"]   # where the block starts
+
+
+def packed_v2(**changes) -> bytes:
+    return packed(metadata=dict(META), **changes)
+
+
+def test_a_file_without_metadata_is_version_1():
+    """Byte for byte what earlier builds wrote (and still read): the version is the lowest
+    that can express the file."""
+    assert packed()[OFF["version"]] == 1
+    assert make_header().version == 1 and make_header(metadata=META).version == 2
+
+
+def test_pack_with_metadata_produces_the_bytes_of_the_spec():
+    assert packed_v2() == EXPECTED_V2_BODY + crc32_bitwise(EXPECTED_V2_BODY).to_bytes(4, "little")
+
+
+def test_unpack_of_the_v2_spec_bytes():
+    c = fcx.unpack(reseal(EXPECTED_V2_BODY))
+    assert c.header == make_header(metadata=META)
+    assert c.header.flags == 0          # FLAG_METADATA is the layout's, not the header's
+    assert c.streams == STREAMS
+
+
+@pytest.mark.parametrize("metadata", [
+    {"icc": b"\x00"}, {"exif": b"MM\x00*" + bytes(100)}, {"xmp": b"x" * 70000},
+    {"icc": b"a", "exif": b"b", "xmp": b"c"},
+    {"xmp": b"\xff" * fcx.MAX_METADATA_BYTES},
+])
+def test_v2_round_trip(metadata):
+    header = make_header(metadata=metadata, flags=fcx.FLAG_SIDE_INFO)
+    data = fcx.pack(fcx.Container(header, list(STREAMS)))
+    c = fcx.unpack(data)
+    assert c.header == header and c.header.needs_side_info
+    assert c.streams == STREAMS
+    assert fcx.pack(c) == data
+
+
+def test_the_order_of_the_metadata_dict_does_not_change_the_bytes():
+    assert (packed(metadata={"xmp": b"x", "icc": b"i"})
+            == packed(metadata={"icc": b"i", "xmp": b"x"}))
+
+
+def test_header_to_dict_lists_metadata_sizes():
+    d = make_header(metadata={"exif": b"12345", "icc": b"123"}).to_dict()
+    assert d["format_version"] == 2
+    assert d["metadata"] == {"icc": 3, "exif": 5}
+    assert list(d["metadata"]) == ["icc", "exif"]   # kind order
+
+
+def test_every_single_byte_change_of_a_v2_file_is_detected():
+    data = packed_v2()
+    for i in range(len(data)):
+        bad = bytearray(data)
+        bad[i] ^= 0x5A
+        with pytest.raises(fcx.FormatError):
+            fcx.unpack(bytes(bad))
+
+
+def test_every_truncation_of_a_v2_file_is_detected_behind_a_valid_crc():
+    body = packed_v2()[:-4]
+    for n in range(len(fcx.MAGIC), len(body)):
+        with pytest.raises(fcx.FormatError, match="truncated"):
+            fcx.unpack(reseal(body[:n]))
+
+
+def test_flag_metadata_is_unknown_in_a_version_1_file():
+    with pytest.raises(fcx.FormatError, match="unknown flags 0x02 for version 1"):
+        fcx.unpack(patched(packed(), OFF["flags"], b"\x02"))
+
+
+def test_version_2_without_the_metadata_flag_is_refused():
+    """It would have been written as version 1: every file has one encoding."""
+    with pytest.raises(fcx.FormatError, match="version 2 without the metadata flag"):
+        fcx.unpack(patched(packed(), OFF["version"], b"\x02"))
+
+
+@pytest.mark.parametrize("flags", [0x04, 0x80, 0xFF])
+def test_unknown_flags_of_a_version_2_file(flags):
+    with pytest.raises(fcx.FormatError, match="unknown flags"):
+        fcx.unpack(patched(packed_v2(), OFF["flags"], bytes([flags])))
+
+
+@pytest.mark.parametrize("count", [0, 4, 255])
+def test_metadata_entry_count(count):
+    with pytest.raises(fcx.FormatError, match=f"metadata block with {count} entries"):
+        fcx.unpack(patched(packed_v2(), META_AT, bytes([count])))
+
+
+@pytest.mark.parametrize("kind", [0, 4, 255])
+def test_unknown_metadata_kind(kind):
+    with pytest.raises(fcx.FormatError, match=f"unknown metadata kind {kind}"):
+        fcx.unpack(patched(packed_v2(), META_AT + 1, bytes([kind])))
+
+
+def test_metadata_entries_repeated_or_out_of_order():
+    second_kind = META_AT + 1 + 5 + 4   # after the count and the 4-byte ICC entry
+    with pytest.raises(fcx.FormatError, match="repeated or out of order"):
+        fcx.unpack(patched(packed_v2(), second_kind, b"\x01"))   # ICC twice
+    swapped = packed(metadata={"icc": b"ICC!", "exif": b"EXIF"})
+    body = bytearray(swapped[:-4])
+    body[META_AT + 1] = 2            # first entry claims EXIF, second ICC: out of order
+    body[second_kind] = 1
+    with pytest.raises(fcx.FormatError, match="repeated or out of order"):
+        fcx.unpack(reseal(bytes(body)))
+
+
+def test_empty_metadata_entry_is_refused():
+    data = packed(metadata={"icc": b"I"})
+    body = bytearray(data[:-4])
+    body[META_AT + 2:META_AT + 6] = struct.pack("<I", 0)
+    del body[META_AT + 6]            # the entry's one byte
+    with pytest.raises(fcx.FormatError, match="icc metadata of 0 bytes"):
+        fcx.unpack(reseal(bytes(body)))
+
+
+@pytest.mark.parametrize("length", [fcx.MAX_METADATA_BYTES + 1, 0xFFFFFFFF])
+def test_absurd_metadata_length_is_refused_before_any_allocation(length, monkeypatch):
+    """The limit is checked before the entry is sliced out of the file: the error names the
+    limit (not 'truncated'), and the parser never takes more than the file holds."""
+    taken = []
+    original = fcx._unpack_metadata
+
+    def spy(take):
+        def counting_take(n):
+            taken.append(n)
+            return take(n)
+        return original(counting_take)
+
+    monkeypatch.setattr(fcx, "_unpack_metadata", spy)
+    data = patched(packed_v2(), META_AT + 2, struct.pack("<I", length))
+    with pytest.raises(fcx.FormatError, match=f"icc metadata of {length} bytes"):
+        fcx.unpack(data)
+    assert max(taken) < 16
+
+
+def test_metadata_length_past_the_end():
+    with pytest.raises(fcx.FormatError, match="truncated"):
+        fcx.unpack(patched(packed_v2(), META_AT + 2, struct.pack("<I", 1000)))
+
+
+@pytest.mark.parametrize("metadata", [
+    {"icc": b""}, {"gps": b"x"}, {"xmp": b"x" * (fcx.MAX_METADATA_BYTES + 1)},
+])
+def test_pack_refuses_bad_metadata(metadata):
+    with pytest.raises(ValueError):
+        packed(metadata=metadata)
+
+
+def test_pack_refuses_the_metadata_flag_in_the_header():
+    with pytest.raises(ValueError):
+        packed(flags=fcx.FLAG_METADATA)

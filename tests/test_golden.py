@@ -51,3 +51,13 @@ def test_cli_doc_info_example_is_what_info_prints(tmp_path):
     documented = format_example.documented_info()
     assert documented == {**printed, "file": "x.fcx"}, \
         "docs/cli.md: the info example is stale; run python tests/golden/format_example.py"
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_golden_file_version_and_metadata(name):
+    """Files without metadata are version 1 (the goldens made before version 2 still decode);
+    the metadata golden is version 2 and gives its ICC, EXIF and XMP back byte for byte."""
+    data = (GOLDEN / f"{name}.fcx").read_bytes()
+    picture, _, _, side = make_golden.cases()[name]
+    assert data[8] == (2 if picture.metadata else 1)
+    assert codec.decode(data, side_info=side).metadata == picture.metadata

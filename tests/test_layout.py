@@ -170,6 +170,16 @@ def test_the_zoo_only_reads_weights():
     assert bad == []
 
 
+def test_the_python_api_and_the_plugin_sit_beside_the_command_line():
+    """api.py is the command line's twin for Python: it codes through codec/ and files/, never
+    through training, evaluation or the CLI. pillow.py is a thin adapter over the API: only the
+    API, the container, the picture, the errors and the image files."""
+    assert disallowed_imports(ROOT / "api.py",
+                              {"forbids": ("training", "evaluation", "cli", "pillow")}) == []
+    assert disallowed_imports(ROOT / "pillow.py", {"allows": (
+        "api", "codec.fcx", "codec.picture", "errors", "files.images")}) == []
+
+
 def test_no_module_is_over_400_lines():
     lengths = {rel(p): len(p.read_text("utf-8").splitlines()) for p in MODULES}
     assert {name: n for name, n in lengths.items() if n > MAX_MODULE_LINES} == {}
@@ -218,3 +228,14 @@ def test_the_container_and_the_image_files_load_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_package_the_api_and_the_plugin_load_without_torch():
+    """`import flowcodec_cli` (every command imports it) loads nothing of the API until a name
+    is used (PEP 562); the API and the Pillow plug-in import torch only to code an image."""
+    code = ("import sys, flowcodec_cli; bare = sorted(m for m in ('torch', 'numpy', 'PIL') "
+            "if m in sys.modules); import flowcodec_cli.pillow; flowcodec_cli.encode; "
+            "print(bare, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "[] False"

@@ -204,7 +204,7 @@ def test_cli_exit_codes_for_side_info(tmp_path, distributed_file):
     assert missing.returncode == 6 and "side information" in missing.stderr
     assert missing.stderr.count("\n") == 1 and not (tmp_path / "a.png").exists()
     ok = subprocess.run([*cli, "decode", str(fcx_path), "--side-info", str(PAIRS / "right" / NAME),
-                         "-o", str(tmp_path / "b.png"), "-q"], capture_output=True, text=True)
+                         "-o", str(tmp_path / "b.png"), "--quiet"], capture_output=True, text=True)
     assert ok.returncode == 0 and (tmp_path / "b.png").exists()
 
 

@@ -5,7 +5,33 @@
     training/    the training loop, data, checkpoints, ablations, model cards, operating points
     evaluation/  `flowcodec bench`, metrics, classical codecs, anchors, analyses
     files/       images in and out, input → output jobs, the one atomic writer
-    zoo.py       the registered, sha256-pinned weights; cli.py the command line; errors.py exit codes
+    cli/         the command line: coding (encode, decode), inspection, tools, the shared runner
+    zoo.py       the registered, sha256-pinned weights; errors.py exit codes
+    api.py       the Python API below; pillow.py the Pillow plug-in for .fcx files
 
 The coding core never imports training or evaluation (tests/test_layout.py).
+
+The Python API (docs/python.md) is this package's public names: `encode`, `decode`, `info` and
+the exceptions they raise. They are loaded on first use (PEP 562), so that importing the package,
+as `flowcodec --help` does, imports neither torch nor Pillow.
 """
+
+from importlib import import_module
+
+_EXPORTS = {
+    "decode": "api", "encode": "api", "info": "api",
+    **{name: "errors" for name in ("CodecError", "DesyncError", "FormatError", "ImageError",
+                                   "SideInfoError", "WeightsError", "WeightsMissing")},
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f"flowcodec_cli.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'flowcodec_cli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -6,6 +6,9 @@ cannot execute code), rebuilds the architecture from the config stored inside th
 loads the tensors strictly (missing or unexpected keys are an error). Writing weights is
 training's job (`training/checkpoints.export_weights`): this module only reads.
 
+The registry itself is pure Python (torch and safetensors are imported by the functions that read
+tensors), so the command line can check a model name before it pays for importing torch.
+
 The weights folder is `$FLOWCODEC_WEIGHTS` if set, else the `weights/` folder of the source tree
 this package was installed from (`make demo` installs it in editable mode).
 """
@@ -18,11 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from safetensors import safe_open
-
 from flowcodec_cli.errors import WeightsError, WeightsMissing
-from flowcodec_cli.models import build_model
 
 
 @dataclass(frozen=True)
@@ -105,12 +104,14 @@ def sha256_file(path: Path) -> str:
 def read_metadata(path: Path) -> dict[str, str]:
     """A safetensors file's metadata (architecture, config, trained_steps, operating_points):
     the one reader of it, which needs no tensors loaded."""
+    from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         return dict(f.metadata() or {})
 
 
-def load_state(path: Path) -> tuple[str, dict, dict[str, torch.Tensor]]:
+def load_state(path: Path) -> tuple[str, dict, dict[str, "torch.Tensor"]]:
     """Architecture name, config and float32 tensors from a safetensors weights file."""
+    from safetensors import safe_open
     meta = read_metadata(path)
     if "architecture" not in meta or "config" not in meta:
         raise WeightsError(f"{path.name}: no architecture/config metadata")
@@ -142,6 +143,7 @@ def verify(name: str) -> tuple[Path, str]:
 
 def load(name: str = DEFAULT_MODEL):
     """Verify and load a registered model in eval mode. Returns (model, sha256 hex)."""
+    from flowcodec_cli.models import build_model
     path, sha = verify(name)
     entry = REGISTRY[name]
     architecture, config, tensors = load_state(path)

@@ -67,7 +67,7 @@ def render(data: bytes) -> str:
     # (field, size in bytes, value): the fields in file order, so offsets add up as they do in fcx.pack
     fields = [
         ("magic", 8, ""),
-        ("version", 1, str(fcx.VERSION)),
+        ("version", 1, str(h.version)),
         ("flags", 1, "no side information"),
         ("model id length", 1, str(len(name))),
         ("model id", len(name), f"`{h.model}`"),

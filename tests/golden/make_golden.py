@@ -41,7 +41,18 @@ def cases() -> dict[str, tuple[images.Picture, float, str, images.Picture | None
         "parrots_tiled64_b0.005": (parrots, 0.005, "hyperprior", None),
         "parrots_flow_b0.002": (parrots, 0.002, "flow", None),
         "cup_dsc_b0.01": (left, 0.01, "dsc", right),
+        "parrots_metadata_b0.005": (parrots._replace(metadata=METADATA), 0.005, "hyperprior", None),
     }
+
+
+# The metadata of the version-2 golden: fixed bytes (a real ICC profile records the time it was
+# made), opaque to the container, which stores and returns them as they are.
+METADATA = images.Metadata(
+    icc=b"\x00\x00\x00\x30" + b"golden ICC bytes: opaque to the container" + b"\x00" * 3,
+    exif=bytes.fromhex("4d4d002a0000000800020110000200000008000000260132000200000014"   # Model,
+                       "0000002e000000005465737443616d00323032363a30313a30322030333a30"   # DateTime
+                       "343a303500"),
+    xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>')
 
 
 def encode(picture, beta, model, side, tile) -> bytes:

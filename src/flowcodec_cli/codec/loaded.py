@@ -22,7 +22,9 @@ from flowcodec_cli.models import mixture
 
 
 class LoadedCodec:
-    """One registered model, verified and loaded once per process (`get`)."""
+    """One registered model, verified and loaded once per process (`get`) and shared by its
+    threads: loading and the per-device copies happen under one lock, and coding changes
+    nothing of it (eval mode; refinement takes gradients of the latents only)."""
 
     _cache: dict[str, "LoadedCodec"] = {}
     _lock = threading.Lock()
@@ -49,9 +51,10 @@ class LoadedCodec:
             return self.model
         if device == "cuda" and not torch.cuda.is_available():
             raise CodecError("--device cuda: no CUDA device is available on this machine")
-        if device not in self._on_device:
-            self._on_device[device] = copy.deepcopy(self.model).to(device)
-        return self._on_device[device]
+        with self._lock:  # threads share one copy per device (`get` never holds it while here)
+            if device not in self._on_device:
+                self._on_device[device] = copy.deepcopy(self.model).to(device)
+            return self._on_device[device]
 
     def z_shape(self, height: int, width: int) -> torch.Size:
         """The shape of ẑ for a tile of height × width pixels."""

@@ -18,8 +18,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from flowcodec_cli import zoo
 
 METADATA_KEY = "operating_points"
@@ -39,6 +37,7 @@ class OperatingPoints:
     beta_max: float
 
     def __call__(self, beta: float) -> float:
+        import numpy as np  # here, not at import: the command line reads `rounded` before numpy
         if not self.knots:
             return beta
         betas = [math.log(b) for b, _ in self.knots]

@@ -17,6 +17,7 @@ count, and is no slower on this CPU.
 from __future__ import annotations
 
 import functools
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -30,7 +31,7 @@ from flowcodec_cli.codec.loaded import LoadedCodec
 from flowcodec_cli.codec.tiles import (DEFAULT_TILE, Box, region, tile_grid_fits, tiles, to_rgb,
                                        window)
 from flowcodec_cli.errors import CodecError, SideInfoError
-from flowcodec_cli.codec.picture import Picture
+from flowcodec_cli.codec.picture import Metadata, Picture
 
 __all__ = ["CodecError", "EncodeStats", "LoadedCodec", "SideInfoError", "decode", "encode",
            "DEFAULT_TILE"]
@@ -43,11 +44,39 @@ class EncodeStats:
     network_beta: float     # the β the network ran at (the header's β), see operating_points.py
 
 
+class _OneDnnOff:
+    """oneDNN switched off while any thread codes (see the module docstring). The switch is one
+    process-wide flag, so torch's per-call context (`torch.backends.mkldnn.flags`) is not
+    thread-safe: of two overlapping calls, the first to finish turns oneDNN back on under the
+    other, and the last restores "off" for good. Counted instead: the first caller in turns it
+    off, the last one out restores what it was."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: tuple | None = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._users == 0:
+                self._saved = torch.backends.mkldnn.set_flags(False, False, None)
+            self._users += 1
+
+    def __exit__(self, *exc_info):
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                torch.backends.mkldnn.set_flags(*self._saved)
+
+
+_ONEDNN_OFF = _OneDnnOff()
+
+
 def deterministic(fn):
-    """Run `fn` without gradients and without oneDNN (see the module docstring)."""
+    """Run `fn` without gradients (a per-thread mode) and without oneDNN (`_OneDnnOff`)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False, allow_tf32=None):
+        with torch.no_grad(), _ONEDNN_OFF:
             return fn(*args, **kwargs)
     return wrapper
 
@@ -110,7 +139,8 @@ def decode(data: bytes, side_info: Picture | None = None, device: str = "cpu") -
         rgb[box.top:box.top + box.height, box.left:box.left + box.width] = \
             _synthesize_tile(codec, latents, header, box, device, side)
     alpha = _decode_alpha(container.streams[-1], header) if header.has_alpha else None
-    return Picture(rgb, alpha, header.layout)
+    metadata = Metadata(**header.metadata) if header.metadata else None
+    return Picture(rgb, alpha, header.layout, metadata)
 
 
 def _encode_header(codec: LoadedCodec, picture: Picture, beta: float, tile: int,
@@ -132,8 +162,9 @@ def _encode_header(codec: LoadedCodec, picture: Picture, beta: float, tile: int,
         raise SideInfoError(f"model {codec.name!r} does not use side information at the encoder")
     flags = fcx.FLAG_SIDE_INFO if codec.model.side_info_at_decoder else 0
     network_beta = codec.network_beta(beta)  # the header carries the β the network runs at
+    metadata = picture.metadata.present() if picture.metadata else {}  # carried, never read
     header = fcx.Header(codec.name, codec.digest, height, width, picture.layout, network_beta, 0,
-                        tile, flags)
+                        tile, flags, metadata)
     return header, side
 
 

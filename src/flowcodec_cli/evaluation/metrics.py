@@ -33,6 +33,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from flowcodec_cli.codec.picture import check_rgb_pair, psnr  # noqa: F401 - metrics.psnr is public
+
 Curve = Sequence[tuple[float, float]]
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -43,27 +45,6 @@ MS_SSIM_WIN_SIGMA = 1.5
 MS_SSIM_MIN_SIDE = (MS_SSIM_WIN_SIZE - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1
 
 
-def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
-    for name, x in (("a", a), ("b", b)):
-        if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3:
-            raise ValueError(f"{name} must be an HxWx3 uint8 array, got "
-                             f"{getattr(x, 'dtype', type(x))} {getattr(x, 'shape', '')}")
-    if a.shape != b.shape:
-        raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB between two HxWx3 uint8 RGB images (peak 255); inf when they are identical.
-
-    The MSE is accumulated in float64 so that large images do not lose precision.
-    """
-    _check_pair(a, b)
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    if mse == 0.0:
-        return float("inf")
-    return 10.0 * math.log10(255.0 ** 2 / mse)
-
-
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
     """5-scale MS-SSIM between two HxWx3 uint8 RGB images, or None if the image is too small.
 
@@ -72,7 +53,7 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
     different metric whose values cannot be compared with published MS-SSIM. Callers print
     "n/a" instead.
     """
-    _check_pair(a, b)
+    check_rgb_pair(a, b)
     if min(a.shape[:2]) < MS_SSIM_MIN_SIDE:
         return None
     import torch  # local: keeps `import flowcodec_cli.metrics` light for the PSNR/BD users

@@ -78,8 +78,8 @@ def peak_memory(sources: list[np.ndarray], height: int, width: int, beta: float,
     Image.fromarray(image).save(png, compress_level=1)
     cli = [sys.executable, "-m", "flowcodec_cli"]
     encode = _run_measured([*cli, "encode", str(png), "-o", str(fcx_path), "--beta", str(beta),
-                            "--model", model, "--force", "-q"])
-    decode = _run_measured([*cli, "decode", str(fcx_path), "-o", str(out), "--force", "-q"])
+                            "--model", model, "--force", "--quiet"])
+    decode = _run_measured([*cli, "decode", str(fcx_path), "-o", str(out), "--force", "--quiet"])
     decoded = read_image(out).rgb
     result = {"width": width, "height": height, "megapixels": round(height * width / 1e6, 1),
               "bpp": round(8 * fcx_path.stat().st_size / (height * width), 4),

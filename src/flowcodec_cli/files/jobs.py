@@ -7,7 +7,9 @@
 * several inputs or a directory input: `-o DIR` (created if missing) → `DIR/<stem><suffix>`;
 * no `-o`: `<stem><suffix>` beside each input (stdout for stdin).
 
-The destinations are written by `files.atomic.write_atomic`.
+`check_destinations` then refuses what could only be written wrongly (binary data to a terminal,
+an output suffix that names no format). The destinations are written by
+`files.atomic.write_atomic`.
 """
 
 from __future__ import annotations
@@ -15,22 +17,28 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from flowcodec_cli.files.atomic import STDIO
 
 
 def _expand(inputs: list[str], accepted: set[str]) -> tuple[list[str], bool]:
-    """Replace directories by their accepted files (sorted). Returns (files, had_directory)."""
+    """Replace directories by their accepted files (sorted). Returns (files, had_directory).
+    Raises ValueError naming the directories when they were all there was and hold no file."""
     files: list[str] = []
-    had_directory = False
+    directories: list[str] = []
     for item in inputs:
         if item != STDIO and os.path.isdir(item):
-            had_directory = True
+            directories.append(item)
             files += sorted(str(p) for p in Path(item).iterdir()
                             if p.is_file() and p.suffix.lower() in accepted)
         else:
             files.append(item)
-    return files, had_directory
+    if directories and not files:
+        raise ValueError(f"no input files: {', '.join(directories)} "
+                         f"{'holds' if len(directories) == 1 else 'hold'} no "
+                         f"{'/'.join(sorted(accepted))} files")
+    return files, bool(directories)
 
 
 def plan_outputs(inputs: list[str], output: str | None, suffix: str,
@@ -38,7 +46,7 @@ def plan_outputs(inputs: list[str], output: str | None, suffix: str,
     """(source, destination) pairs; raises ValueError for contradictory arguments."""
     files, had_directory = _expand(inputs, accepted)
     if not files:
-        raise ValueError("no input files (directories contained no matching files)")
+        raise ValueError("no input files")
     if files.count(STDIO) > 1:
         raise ValueError("stdin ('-') can be read only once")
     many = len(files) > 1 or had_directory
@@ -76,6 +84,24 @@ def plan_outputs(inputs: list[str], output: str | None, suffix: str,
     if to_dir:
         os.makedirs(output, exist_ok=True)
     return pairs
+
+
+def check_destinations(pairs: list[tuple[str, str]],
+                       check_suffix: Callable[[str], object] | None = None) -> None:
+    """Refuse, with the plan and before any work, destinations that could only be written
+    wrongly: stdout when it is a terminal (binary data there is garbage and can leave the
+    terminal in a strange state: gzip refuses too), and a file whose suffix `check_suffix`
+    rejects with ValueError (decode: a suffix that names no image format). Raises ValueError."""
+    for _, dst in pairs:
+        if dst == STDIO:
+            if sys.stdout.isatty():
+                raise ValueError("binary data not written to a terminal: redirect stdout "
+                                 "or pass -o FILE")
+        elif check_suffix is not None:
+            try:
+                check_suffix(Path(dst).suffix)
+            except ValueError as exc:
+                raise ValueError(f"{dst}: {exc}") from None
 
 
 def read_input(src: str) -> bytes:
