@@ -15,7 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch is pinned: the CPU wheel on disk; an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test]'
+	# the cluster extra (Dask) too, so that make test runs the tests of batch on a LocalCluster
+	$(PIP) install -q -e '.[test,cluster]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -45,3 +45,23 @@ def in_help(command: str) -> set[str]:
 @pytest.mark.parametrize("command", ["encode", "decode", "info", "bench"])
 def test_docs_and_help_list_the_same_options(command):
     assert documented(command) == in_help(command)
+
+
+def test_quality_tables_are_the_measured_scale():
+    """The -q tables of README.md and docs/cli.md are the measured scale (data/quality.json):
+    re-measured weights must come with refreshed tables (runs the same rounding as the docs)."""
+    from flowcodec_cli.codec import quality
+    typical = {q: (bpp, db) for q, bpp, db in quality.typical("flow")}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    header = re.search(r"^\| Q \| ([\d |]+)\|\n\|[-|]+\n\| bpp \| ([^\n]+)\|\n\| PSNR \| ([^\n]+)\|",
+                       readme, re.M)
+    assert header, "README.md has no -q table"
+    qs = [int(q) for q in header.group(1).split("|")]
+    bpps = [float(b) for b in header.group(2).split("|")]
+    dbs = [float(d.replace("dB", "")) for d in header.group(3).split("|")]
+    assert [(f"{typical[q][0]:.2f}", f"{typical[q][1]:.1f}") for q in qs] == \
+        [(f"{b:.2f}", f"{d:.1f}") for b, d in zip(bpps, dbs)]
+    for q, (bpp, db) in typical.items():
+        row = re.search(rf"^\| {q} \| [\d.]+ dB \| ([\d.]+) \| ([\d.]+) dB \|", DOC, re.M)
+        if row:
+            assert (row.group(1), row.group(2)) == (f"{bpp:.2f}", f"{db:.1f}"), q

@@ -197,7 +197,7 @@ print("torch" in sys.modules, code)
 
 
 @pytest.mark.parametrize("case", ["missing", "not-an-image", "corrupt-fcx", "unknown-model",
-                                  "existing-output"])
+                                  "existing-output", "existing-output-jobs", "stdin-jobs"])
 def test_bad_input_fails_before_torch_is_imported(tmp_path, case):
     """Importing torch is most of a failing call's time (2.3-2.9 s): bad input must fail
     without it (the wall time is measured in the issue note, not here)."""
@@ -213,6 +213,8 @@ def test_bad_input_fails_before_torch_is_imported(tmp_path, case):
         "corrupt-fcx": (["decode", str(corrupt)], 4),
         "unknown-model": (["encode", str(PARROTS), "--model", "nope"], 5),
         "existing-output": (["encode", str(PARROTS), "-o", str(existing)], 7),
+        "existing-output-jobs": (["encode", str(PARROTS), "-o", str(existing), "-j", "2"], 7),
+        "stdin-jobs": (["encode", "-", "--jobs", "2"], 2),
     }[case]
     done = subprocess.run([sys.executable, "-c", FAST_FAILURE, *args], capture_output=True,
                           text=True, cwd=tmp_path, timeout=60)

@@ -180,6 +180,16 @@ def test_the_python_api_and_the_plugin_sit_beside_the_command_line():
         "api", "codec.fcx", "codec.picture", "errors", "files.images")}) == []
 
 
+def test_batch_sits_on_the_python_api():
+    """batch.py codes trees through the API, the codec and files/, like api.py: never through
+    training, evaluation, the CLI or the plug-in; and never Dask, which it drives through the
+    client it is given, so that Dask stays an optional extra."""
+    assert disallowed_imports(ROOT / "batch.py",
+                              {"forbids": ("training", "evaluation", "cli", "pillow")}) == []
+    assert not {n for n in imported_names(ROOT / "batch.py") if n.split(".")[0] in (
+        "dask", "distributed")}
+
+
 def test_no_module_is_over_400_lines():
     lengths = {rel(p): len(p.read_text("utf-8").splitlines()) for p in MODULES}
     assert {name: n for name, n in lengths.items() if n > MAX_MODULE_LINES} == {}
@@ -232,10 +242,12 @@ def test_the_container_and_the_image_files_load_without_torch():
 
 def test_the_package_the_api_and_the_plugin_load_without_torch():
     """`import flowcodec_cli` (every command imports it) loads nothing of the API until a name
-    is used (PEP 562); the API and the Pillow plug-in import torch only to code an image."""
+    is used (PEP 562); the API, the Pillow plug-in and batch import torch only to code an image
+    (and batch never imports Dask)."""
     code = ("import sys, flowcodec_cli; bare = sorted(m for m in ('torch', 'numpy', 'PIL') "
-            "if m in sys.modules); import flowcodec_cli.pillow; flowcodec_cli.encode; "
-            "print(bare, 'torch' in sys.modules)")
+            "if m in sys.modules); import flowcodec_cli.pillow, flowcodec_cli.batch; "
+            "flowcodec_cli.encode; print(bare, sorted(m for m in ('torch', 'distributed') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
-    assert out.stdout.strip() == "[] False"
+    assert out.stdout.strip() == "[] []"

@@ -34,7 +34,8 @@ def readme_section() -> str:
 @pytest.fixture
 def folder(tmp_path, monkeypatch):
     """photo.png (the parrots, with an ICC profile and EXIF, so that the metadata examples have
-    something to keep) and the stereo pair left.png / right.png."""
+    something to keep), the stereo pair left.png / right.png, and photos/, a tree of two photos
+    for batch."""
     exif = Image.Exif()
     exif[0x010F] = "flowcodec docs camera"   # Make
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -42,6 +43,9 @@ def folder(tmp_path, monkeypatch):
         im.save(tmp_path / "photo.png", icc_profile=icc, exif=exif)
     shutil.copy(STEREO / "left" / "cup_upright.png", tmp_path / "left.png")
     shutil.copy(STEREO / "right" / "cup_upright.png", tmp_path / "right.png")
+    (tmp_path / "photos" / "2024").mkdir(parents=True)
+    shutil.copy(tmp_path / "photo.png", tmp_path / "photos" / "photo.png")
+    shutil.copy(tmp_path / "left.png", tmp_path / "photos" / "2024" / "cup.png")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -60,6 +64,7 @@ def test_the_examples_of_docs_python_md_run(folder):
     assert (folder / "q70.fcx").read_bytes().startswith(fcx.MAGIC)   # Pillow's save wrote it
     assert (folder / "gray.png").is_file() and (folder / "copy.jpg").is_file()
     assert "exif" in names["kept"].info   # the photo's metadata came back
+    assert (folder / "decoded" / "2024" / "cup.png").is_file()   # batch mirrored the tree
 
 
 def test_the_readme_example_runs(folder):
@@ -71,6 +76,7 @@ def test_the_readme_links_the_page():
 
 
 def test_every_public_name_is_documented():
+    import flowcodec_cli.batch as batch
     import flowcodec_cli.pillow as plugin
-    public = [*flowcodec_cli.__all__, *plugin.__all__]
+    public = [*flowcodec_cli.__all__, *plugin.__all__, *batch.__all__]
     assert [name for name in public if f"`{name}" not in DOC and f" {name}`" not in DOC] == []

@@ -8,6 +8,7 @@
     cli/         the command line: coding (encode, decode), inspection, tools, the shared runner
     zoo.py       the registered, sha256-pinned weights; errors.py exit codes
     api.py       the Python API below; pillow.py the Pillow plug-in for .fcx files
+    batch.py     folder trees coded resumably, here or on a Dask cluster (`encode_tree`)
 
 The coding core never imports training or evaluation (tests/test_layout.py).
 

@@ -11,7 +11,8 @@ exit code (the table is errors.EXIT_CODES; docs/cli.md and this list are tested 
 With several files, a failure does not stop the others; the exit code is the first failure's.
 
 The commands live by what they do: `coding` (encode, decode), `inspection` (info, analyze,
-models), `tools` (train, bench), and `runner`, what every command that codes files shares.
+models), `tools` (train, bench), and `runner`, what every command that codes files shares,
+with `workers`, the processes of --jobs.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -69,25 +70,47 @@ def _quality_help() -> str:
                    "PSNR and MS-SSIM (in --json too).")
 @runner.with_output_options
 def encode(inputs, quality, beta, target_size, target_bpp, target_psnr, model, side_info, effort,
-           strip, frame, verbose, output, force, quiet, as_json, device):
+           strip, frame, verbose, output, force, quiet, as_json, device, processes, threads):
     """Compress images (files, directories of images, or '-' for stdin) into .fcx files."""
     from flowcodec_cli import zoo
     from flowcodec_cli.files import images
     model = model or zoo.DEFAULT_MODEL
     rate = _rate_request_or_exit(model, quality, beta, target_size, target_bpp, target_psnr)
-    jobs = runner.plan_or_exit(inputs, output, ".fcx", images.IMAGE_SUFFIXES)
+    jobs = runner.plan_or_exit(inputs, output, ".fcx", images.IMAGE_SUFFIXES,
+                               processes=processes)
     jobs, failed = runner.refuse_existing(jobs, output, force)
     side = runner.read_side_info_or_exit(side_info)
+    work = EncodeFile(rate, model, effort, strip, frame, verbose, side, device, force)
+    runner.run_batch(jobs, work, quiet, as_json, failed, processes, threads)
 
-    def work(src, dst):
+
+@dataclass(frozen=True)
+class EncodeFile:
+    """One file's encode as the command line's options set it, returning its --json record.
+    A module-level callable rather than a closure, so that --jobs can send it to worker
+    processes (it is pickled with its options, the side image included)."""
+
+    rate: object            # codec.rate_request.RateRequest
+    model: str
+    effort: int
+    strip: bool
+    frame: int | None
+    verbose: bool
+    side: object            # codec.picture.Picture or None
+    device: str
+    force: bool
+
+    def __call__(self, src: str, dst: str) -> dict:
+        from flowcodec_cli.files import images
         raw = read_input(src)
         # a bad input fails here, before torch is imported
-        picture = images.read_image(raw, frame, keep_metadata=not strip)
+        picture = images.read_image(raw, self.frame, keep_metadata=not self.strip)
         from flowcodec_cli import codec
         from flowcodec_cli.codec import rate_request
-        record = {"input": src, "output": dst, "model": model, "effort": effort}
-        data, stats, search = rate_request.encode(picture, rate, model, device=device,
-                                                  side_info=side, effort=effort)
+        rate = self.rate
+        record = {"input": src, "output": dst, "model": self.model, "effort": self.effort}
+        data, stats, search = rate_request.encode(picture, rate, self.model, device=self.device,
+                                                  side_info=self.side, effort=self.effort)
         if search is None:
             record.update(beta=rate.beta)
         else:
@@ -96,18 +119,16 @@ def encode(inputs, quality, beta, target_size, target_bpp, target_psnr, model, s
                           **search.record())
         if rate.quality is not None:
             record["quality"] = rate.quality
-        write_atomic(dst, data, force)
+        write_atomic(dst, data, self.force)
         pixels = picture.rgb.shape[0] * picture.rgb.shape[1]
         record.update(bytes=len(data), bpp=8 * len(data) / pixels,
                       estimated_bpp=stats.estimated_bits / pixels,
                       network_beta=stats.network_beta, input_bytes=len(raw),
                       ratio=len(raw) / len(data))
-        if verbose:
-            record.update(_decoded_quality(picture, codec.decode(data, side_info=side,
-                                                                  device=device)))
+        if self.verbose:
+            record.update(_decoded_quality(picture, codec.decode(data, side_info=self.side,
+                                                                  device=self.device)))
         return record
-
-    runner.run_batch(jobs, work, quiet, as_json, failed)
 
 
 def _rate_request_or_exit(model, quality, beta, target_size, target_bpp, target_psnr):
@@ -139,23 +160,34 @@ def _decoded_quality(picture, decoded) -> dict:
 @click.option("--side-info", "side_info", default=None,
               help="Side-information image for files that need it (the decoder's own view).")
 @runner.with_output_options
-def decode(inputs, side_info, output, force, quiet, as_json, device):
+def decode(inputs, side_info, output, force, quiet, as_json, device, processes, threads):
     """Decompress .fcx files into images (PNG unless the output name says otherwise)."""
-    from flowcodec_cli.codec import fcx
     from flowcodec_cli.files import images
-    jobs = runner.plan_or_exit(inputs, output, ".png", {".fcx"}, images.output_format)
+    jobs = runner.plan_or_exit(inputs, output, ".png", {".fcx"}, images.output_format,
+                               processes=processes)
     jobs, failed = runner.refuse_existing(jobs, output, force)
     side = runner.read_side_info_or_exit(side_info)
+    runner.run_batch(jobs, DecodeFile(side, device, force), quiet, as_json, failed, processes,
+                     threads)
 
-    def work(src, dst):
+
+@dataclass(frozen=True)
+class DecodeFile:
+    """One file's decode, returning its --json record; picklable for --jobs, like EncodeFile."""
+
+    side: object            # codec.picture.Picture or None
+    device: str
+    force: bool
+
+    def __call__(self, src: str, dst: str) -> dict:
+        from flowcodec_cli.codec import fcx
+        from flowcodec_cli.files import images
         data = read_input(src)
         fcx.unpack(data)  # a corrupt file fails here, before torch is imported
         from flowcodec_cli import codec
-        picture = codec.decode(data, side_info=side, device=device)
+        picture = codec.decode(data, side_info=self.side, device=self.device)
         suffix = Path(dst).suffix if dst != "-" else ".png"
         encoded = images.encode_image_bytes(picture, suffix)
-        write_atomic(dst, encoded, force)
+        write_atomic(dst, encoded, self.force)
         return {"input": src, "output": dst, "bytes": len(encoded),
                 "width": picture.rgb.shape[1], "height": picture.rgb.shape[0]}
-
-    runner.run_batch(jobs, work, quiet, as_json, failed)

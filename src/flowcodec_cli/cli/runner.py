@@ -1,19 +1,21 @@
 """What every command that codes files shares: the options of its outputs, the plan of
 (source, destination) jobs with its refusals before any work, and the one loop that runs the
 jobs, so that every command fails the same way (one line per failed input, the first failure's
-exit code, the others still done)."""
+exit code, the others still done). Where the jobs run, here or in worker processes (--jobs), is
+cli/workers.py's."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-import time
 
 import click
 
+from flowcodec_cli.cli import workers
 from flowcodec_cli.errors import (EXIT_EXISTS, EXIT_INPUT, EXIT_OK, EXIT_SIDE_INFO, EXIT_USAGE,
                                   classify)
+from flowcodec_cli.files.atomic import STDIO
 from flowcodec_cli.files.jobs import check_destinations, plan_outputs
 
 _DONE = object()   # the end of a job's results (see each_input)
@@ -57,17 +59,14 @@ def each_input(jobs: list[tuple], produce, emit, show_bar: bool = False) -> int:
     return first_failure
 
 
-def run_batch(jobs, work, quiet: bool, as_json: bool, failed: int = EXIT_OK) -> None:
+def run_batch(jobs, work, quiet: bool, as_json: bool, failed: int = EXIT_OK,
+              processes: int = 1, threads: int | None = None) -> None:
     """encode and decode: `work(src, dst)` codes one file and returns its record, which is timed
     and printed (a JSON line, or a summary line unless quiet); exit with the first failure's
     code (`failed`: a failure found while planning). A progress bar shows only for several
-    files, where there is progress to see."""
-    def produce(src, dst):
-        start = time.perf_counter()
-        record = work(src, dst)
-        record["seconds"] = round(time.perf_counter() - start, 4)
-        yield record
-
+    files, where there is progress to see. With `processes` > 1 (--jobs) the files are coded
+    in worker processes (cli/workers.py), but the records are printed in input order as with
+    one: the same lines, the same exit code, whichever file finishes first."""
     def emit(job, record):
         dst = job[1]
         if as_json:  # never mixed into data written to stdout
@@ -75,7 +74,11 @@ def run_batch(jobs, work, quiet: bool, as_json: bool, failed: int = EXIT_OK) -> 
         elif not quiet and dst != "-":
             click.echo(summary(record), err=True)
 
-    code = each_input(jobs, produce, emit, show_bar=len(jobs) > 1 and not quiet)
+    with workers.records(jobs, work, processes, threads) as record_of:
+        def produce(src, dst):
+            yield record_of(src, dst)
+
+        code = each_input(jobs, produce, emit, show_bar=len(jobs) > 1 and not quiet)
     sys.exit(failed or code)
 
 
@@ -106,6 +109,15 @@ COMMON_OUTPUT_OPTIONS = [
     click.option("--json", "as_json", is_flag=True, help="Print one JSON line per file to stdout."),
     click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
                  help="Where the transforms run; probability tables are always built on the CPU."),
+    click.option("-j", "--jobs", "processes", type=click.IntRange(min=1), default=1,
+                 show_default=True, metavar="N",
+                 help="Code N files at once, in N worker processes. The outputs, the lines "
+                      "printed (in input order) and the exit code are those of one job. Not "
+                      "with '-' (stdin or stdout)."),
+    click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+                 help="Torch threads per process [default: torch's own choice with one job; "
+                      "with several, the process's cores divided by the jobs, at least 1, so "
+                      "that jobs × threads ≤ cores]."),
 ]
 
 
@@ -160,13 +172,16 @@ def refuse_existing(jobs, output, force):
     return left, failed
 
 
-def plan_or_exit(inputs, output, suffix, accepted, check_suffix=None):
+def plan_or_exit(inputs, output, suffix, accepted, check_suffix=None, processes=1):
     """The (source, destination) jobs, or exit with the usage code: contradictory paths, binary
-    data for a terminal and output suffixes that `check_suffix` refuses are reported before
-    anything is read or written."""
+    data for a terminal, output suffixes that `check_suffix` refuses and stdin or stdout with
+    several processes are reported before anything is read or written."""
     try:
         jobs = plan_outputs(list(inputs), output, suffix, accepted)
         check_destinations(jobs, check_suffix)
+        if processes > 1 and any(STDIO in job for job in jobs):
+            raise ValueError(f"--jobs {processes}: '-' (stdin or stdout) takes one job; "
+                             "leave out --jobs or name files")
         return jobs
     except ValueError as exc:
         click.echo(f"flowcodec: {exc}", err=True)

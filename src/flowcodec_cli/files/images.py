@@ -67,11 +67,13 @@ _JPEG_XMP_HEADER = len(b"http://ns.adobe.com/xap/1.0/\x00")
 _STUB_FORMATS = {"BUFR", "GRIB", "HDF5", "WMF"}
 
 
-def image_files(folder: str | Path, recursive: bool = False) -> list[Path]:
-    """The image files of a folder (by suffix, IMAGE_SUFFIXES), sorted: the one definition of
-    "the images in a folder" that the CLI, training and the bench share."""
+def image_files(folder: str | Path, recursive: bool = False,
+                suffixes: set[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """The image files of a folder (by suffix, IMAGE_SUFFIXES, or `suffixes`: {".fcx"} for
+    coded ones), sorted: the one definition of "the images in a folder" that the CLI, training,
+    the bench and `batch` share."""
     paths = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
-    return sorted(p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in paths if p.is_file() and p.suffix.lower() in suffixes)
 
 
 def stereo_pairs(folder: str | Path) -> list[tuple[str, Path, Path]]:

@@ -9,6 +9,8 @@ to resume exactly where it stopped:
     model_name     the architecture; config: its config (the model is rebuilt from these two)
     args           the training arguments (vars of the argparse namespace)
     python_rng     the run's random.Random state; torch_rng: torch's CPU generator state
+    rank_rngs      only from torchrun runs (training/distributed.py): every rank's python_rng and
+                   torch_rng, by rank (rank 0's are the two above)
 
 `export_checkpoint` strips one to fp16 weights for `weights/` (`flowcodec train export`).
 """
@@ -34,8 +36,10 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def save_checkpoint(path: Path, model, optimizer, step: int, args: dict, rng: random.Random,
-                    steps_before: int = 0) -> None:
-    """Everything a resumed run needs; `steps_before`: steps of the weights it started from."""
+                    steps_before: int = 0, rank_rngs: list[dict] | None = None) -> None:
+    """Everything a resumed run needs; `steps_before`: steps of the weights it started from;
+    `rank_rngs`: every rank's RNG states in a distributed run (`model`: the unwrapped model)."""
+    ranks = {"rank_rngs": rank_rngs} if rank_rngs is not None else {}
     with atomic_path(path) as tmp:
         torch.save({
             "model": model.state_dict(),
@@ -47,6 +51,7 @@ def save_checkpoint(path: Path, model, optimizer, step: int, args: dict, rng: ra
             "args": args,
             "python_rng": rng.getstate(),
             "torch_rng": torch.get_rng_state(),
+            **ranks,
         }, tmp)
 
 

@@ -8,9 +8,12 @@ the pieces it puts together live beside it:
     stereo_pairs.py  real stereo pairs and synthetic pairs, for side-information models
     loss.py          the rate-distortion Lagrangian
     checkpoints.py   save, resume (model, optimizer, step, RNG state), grow, export
+    distributed.py   the ranks of a torchrun run: process group, DDP, rank-0 writes, RNG states
 
 A run starts from its checkpoint if `--run-dir` has one (resuming exactly where it stopped), else
-from `--init-from` weights (a fresh optimizer), else from a random init. Side-information models
+from `--init-from` weights (a fresh optimizer), else from a random init. Under `torchrun
+--nproc_per_node N` it is one rank of a DistributedDataParallel run (distributed.py): each step then
+sees N × --batch crops, and rank 0 alone logs and writes the checkpoint. Side-information models
 (`--model side-info`) train on pairs: real stereo pairs from `--stereo` folders and synthetic
 pairs made from the `--data` photos. `--stereo` with another model trains it on the coded views
 of the same pairs, without side information (the "separate" control).
@@ -21,9 +24,9 @@ Never imported by encode or decode.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -39,6 +42,7 @@ from flowcodec_cli.training import stereo_pairs as stereo
 from flowcodec_cli.training.checkpoints import (export_checkpoint, load_checkpoint, load_grown,
                                                 reordered_optimizer_state, save_checkpoint)
 from flowcodec_cli.training.data import load_folder_images, random_batch, sample_betas
+from flowcodec_cli.training.distributed import default_threads, Ranks, rng_state
 from flowcodec_cli.training.loss import rd_loss
 from flowcodec_cli.training.throughput import native_bf16
 
@@ -55,11 +59,16 @@ def learning_rate(step: int, total: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def resume(ckpt_path: Path, rng: random.Random) -> tuple[torch.nn.Module, dict, int, int]:
-    """The model of a checkpoint, with the run's RNGs set back to where it stopped."""
+def resume(ckpt_path: Path, rng: random.Random, rank: int = 0) -> tuple[torch.nn.Module, dict, int, int]:
+    """The model of a checkpoint, with the run's RNGs (this rank's) set back to where it stopped.
+
+    A rank the checkpoint has no RNG states for (it was written by fewer ranks, e.g. by one
+    process) keeps the fresh seed the loop gave it (--seed + rank)."""
     model, state = load_checkpoint(ckpt_path)
-    rng.setstate(state["python_rng"])
-    torch.set_rng_state(state["torch_rng"])
+    saved = rng_state(state, rank)
+    if saved is not None:
+        rng.setstate(saved["python_rng"])
+        torch.set_rng_state(saved["torch_rng"])
     print(f"resumed from {ckpt_path} at step {state['step']}", flush=True)
     return model, state, state["step"], state.get("steps_before", 0)
 
@@ -84,12 +93,12 @@ def init_from_weights(args: argparse.Namespace) -> tuple[torch.nn.Module, int]:
     return model, steps_before
 
 
-def build_or_resume(args: argparse.Namespace, ckpt_path: Path,
-                    rng: random.Random) -> tuple[torch.nn.Module, dict | None, int, int]:
+def build_or_resume(args: argparse.Namespace, ckpt_path: Path, rng: random.Random,
+                    rank: int = 0) -> tuple[torch.nn.Module, dict | None, int, int]:
     """(model, checkpoint state or None, step, steps_before): resumed from the run's checkpoint,
     else initialized from --init-from weights, else a fresh --model with --config overrides."""
     if ckpt_path.exists():
-        return resume(ckpt_path, rng)
+        return resume(ckpt_path, rng, rank)
     if args.init_from:
         model, steps_before = init_from_weights(args)
         return model, None, 0, steps_before
@@ -128,16 +137,18 @@ def batch_source(args: argparse.Namespace, model, device: torch.device) -> Batch
 
 
 def train_step(model, optimizer, args: argparse.Namespace, step: int, draw: BatchSource,
-               rng: random.Random) -> dict:
+               rng: random.Random, net: torch.nn.Module | None = None) -> dict:
     """One optimizer step (`step` counts the steps done before it); returns the batch's stats.
 
-    The draws from `rng` come in a fixed order, batch then βs, so a resumed run repeats them."""
+    The draws from `rng` come in a fixed order, batch then βs, so a resumed run repeats them.
+    `net`: the model's DistributedDataParallel wrapper under torchrun, whose backward averages
+    the gradients over the ranks before they are clipped."""
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(step, args.steps, args.lr)
     x, side = draw(rng)
     beta = sample_betas(args.batch, model.config.beta_min, model.config.beta_max, rng).to(x.device)
     rate_weight = min(1.0, step / args.rate_warmup) if args.rate_warmup else 1.0
-    loss, stats = rd_loss(model, x, beta, args.bf16, rate_weight, side)
+    loss, stats = rd_loss(model, x, beta, args.bf16, rate_weight, side, net)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -147,10 +158,13 @@ def train_step(model, optimizer, args: argparse.Namespace, step: int, draw: Batc
 
 class TrainingLog:
     """Averages the step stats over every `every` steps and writes them as one JSON line to the
-    run's log.jsonl and to stdout, with the step, learning rate and seconds since the start."""
+    run's log.jsonl and to stdout, with the step, learning rate and seconds since the start.
 
-    def __init__(self, file, every: int):
-        self.file, self.every = file, every
+    `mean` averages the sums over the ranks of a torchrun run (every rank calls `add`; only rank
+    0 has a `file`)."""
+
+    def __init__(self, file, every: int, mean: Callable[[dict], dict] = lambda sums: sums):
+        self.file, self.every, self.mean = file, every, mean
         self.start = time.time()
         self.sums: dict[str, float] = {}
         self.count = 0
@@ -161,42 +175,54 @@ class TrainingLog:
         self.count += 1
         if step % self.every:
             return
-        record = {k: v / self.count for k, v in self.sums.items()}
+        record = {k: v / self.count for k, v in self.mean(self.sums).items()}
         record.update(step=step, lr=lr, seconds=round(time.time() - self.start, 1))
+        self.sums, self.count = {}, 0
+        if self.file is None:
+            return
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         print(json.dumps(record), flush=True)
-        self.sums, self.count = {}, 0
 
 
 def train(args: argparse.Namespace) -> None:
-    """Train until --steps, checkpointing every --checkpoint-seconds and at the end."""
-    torch.set_num_threads(args.threads)
-    run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / "checkpoint.pt"
-    rng = random.Random(args.seed)
-    torch.manual_seed(args.seed)
-    model, state, step, steps_before = build_or_resume(args, ckpt_path, rng)
-    model.to(torch.device(args.device))
-    optimizer = make_optimizer(model, args.lr, state)
-    model.train()
-    draw = batch_source(args, model, torch.device(args.device))
+    """Train until --steps, checkpointing every --checkpoint-seconds and at the end; under
+    torchrun, as one rank of a DistributedDataParallel run (see distributed.py)."""
+    with Ranks.join(args.device) as ranks:
+        torch.set_num_threads(args.threads)
+        run_dir = Path(args.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_path = run_dir / "checkpoint.pt"
+        rng = random.Random(args.seed + ranks.rank)  # rank 0 draws what one process would
+        torch.manual_seed(args.seed + ranks.rank)  # and its init and noise; DDP sends rank 0's weights
+        model, state, step, steps_before = build_or_resume(args, ckpt_path, rng, ranks.rank)
+        ranks.same_step(step)
+        model.to(ranks.device)
+        optimizer = make_optimizer(model, args.lr, state)
+        model.train()
+        net = ranks.wrap(model)
+        draw = batch_source(args, model, ranks.device)
 
-    def checkpoint(step: int) -> None:
-        save_checkpoint(ckpt_path, model, optimizer, step, vars(args), rng, steps_before)
+        def checkpoint(step: int) -> None:
+            rank_rngs = ranks.rng_states(rng)
+            if ranks.main:
+                save_checkpoint(ckpt_path, model, optimizer, step, vars(args), rng, steps_before,
+                                rank_rngs)
+            ranks.barrier()
 
-    with open(run_dir / "log.jsonl", "a") as log_file:
-        log = TrainingLog(log_file, args.log_every)
-        last_checkpoint = time.time()
-        while step < args.steps:
-            stats = train_step(model, optimizer, args, step, draw, rng)
-            step += 1
-            log.add(step, stats, optimizer.param_groups[0]["lr"])
-            if time.time() - last_checkpoint > args.checkpoint_seconds or step == args.steps:
-                checkpoint(step)
-                last_checkpoint = time.time()
-    checkpoint(step)
+        log_path = run_dir / "log.jsonl"
+        with open(log_path, "a") if ranks.main else contextlib.nullcontext() as log_file:
+            log = TrainingLog(log_file, args.log_every, ranks.mean)
+            last_checkpoint = time.time()
+            while step < args.steps:
+                stats = train_step(model, optimizer, args, step, draw, rng, net)
+                step += 1
+                log.add(step, stats, optimizer.param_groups[0]["lr"])
+                due = ranks.agree(time.time() - last_checkpoint > args.checkpoint_seconds)
+                if due or step == args.steps:
+                    checkpoint(step)
+                    last_checkpoint = time.time()
+        checkpoint(step)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -226,7 +252,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="bfloat16 autocast for the transforms (default: on for cuda and on CPUs "
                         "with AVX512-BF16/AMX, where it is ~2x faster; off on other CPUs, which "
                         "emulate it many times slower than float32)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: the cores; under torchrun, the cores // the "
+                        "processes on this machine)")
     p.add_argument("--device", default="cpu",
                    help="cpu or cuda: where training runs (checkpoints and exports are the same)")
     p.add_argument("--seed", type=int, default=0)
@@ -235,6 +263,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.bf16 is None:  # resolved here, so the checkpoint records what ran
         args.bf16 = args.device != "cpu" or native_bf16()
+    if args.threads is None:
+        args.threads = default_threads()
     return args
 
 

@@ -19,13 +19,15 @@ from flowcodec_cli.models.base import lagrangian
 
 
 def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool,
-            rate_weight: float = 1.0, side: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+            rate_weight: float = 1.0, side: torch.Tensor | None = None,
+            net: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict]:
     """The weighted Lagrangian for a batch, plus per-batch bpp and PSNR for the log.
 
     `rate_weight` < 1 scales β down during a rate warm-up (the β-schedule ablation).
-    `side`: the side views, for models that use side information."""
+    `side`: the side views, for models that use side information. `net`: what runs the forward
+    when it is not `model` itself (its DistributedDataParallel wrapper, which has no config)."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(x, beta, side)  # models without side information ignore it
+        out = (model if net is None else net)(x, beta, side)  # models without side information ignore it
     x_hat = out["x_hat"].float()
     pixels = x.shape[2] * x.shape[3]
     mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))  # (B,)
