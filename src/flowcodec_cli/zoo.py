@@ -53,7 +53,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="e85608f9c2ed0cf2785ca17d7f1d862e3ba90ab4af04f44ccd61442268069a25",
+    sha256="5c9548c5bd60a902f6f4c9d9cf33aeff61fb138d2a854b870cf62f581a58909d",
 ))
 
 # The side-information family (bench --stereo): trained together on stereo and synthetic pairs,

@@ -13,7 +13,7 @@ from flowcodec_cli.codec.effort import MAX_EFFORT, STEPS
 from flowcodec_cli.codec.rate_request import DEFAULT_QUALITY
 from flowcodec_cli.errors import classify
 from flowcodec_cli.files.atomic import write_atomic
-from flowcodec_cli.files.jobs import read_input
+from flowcodec_cli.files.jobs import IMAGE_SUFFIXES, read_input
 
 EFFORT_HELP = (
     "Encoder effort, like cjxl -e: 0 codes the network's latents as they are; "
@@ -73,10 +73,9 @@ def encode(inputs, quality, beta, target_size, target_bpp, target_psnr, model, s
            strip, frame, verbose, output, force, quiet, as_json, device, processes, threads):
     """Compress images (files, directories of images, or '-' for stdin) into .fcx files."""
     from flowcodec_cli import zoo
-    from flowcodec_cli.files import images
     model = model or zoo.DEFAULT_MODEL
     rate = _rate_request_or_exit(model, quality, beta, target_size, target_bpp, target_psnr)
-    jobs = runner.plan_or_exit(inputs, output, ".fcx", images.IMAGE_SUFFIXES,
+    jobs = runner.plan_or_exit(inputs, output, ".fcx", IMAGE_SUFFIXES,
                                processes=processes)
     jobs, failed = runner.refuse_existing(jobs, output, force)
     side = runner.read_side_info_or_exit(side_info)

@@ -41,8 +41,7 @@ from flowcodec_cli.codec import fcx
 from flowcodec_cli.codec.picture import Metadata, Picture  # noqa: F401 - both public here
 from flowcodec_cli.errors import ImageError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".webp", ".bmp",
-                  ".gif"}
+from flowcodec_cli.files.jobs import IMAGE_SUFFIXES  # noqa: E402,F401 - images.IMAGE_SUFFIXES is public
 
 METADATA_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF", "AVIF"}   # outputs that get the metadata back
 

@@ -21,6 +21,11 @@ from typing import Callable
 
 from flowcodec_cli.files.atomic import STDIO
 
+# The image files an encode takes from a directory, matched case-insensitively. Here rather than
+# in images.py, which imports numpy and Pillow: planning (and refusing) needs neither.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".webp", ".bmp",
+                  ".gif"}
+
 
 def _expand(inputs: list[str], accepted: set[str]) -> tuple[list[str], bool]:
     """Replace directories by their accepted files (sorted). Returns (files, had_directory).
