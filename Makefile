@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch is pinned: the CPU wheel on disk; an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
-	# the cluster extra (Dask) too, so that make test runs the tests of batch on a LocalCluster
-	$(PIP) install -q -e '.[test,cluster]'
+	# the cluster extra (Dask) too, so that make test runs the tests of batch on a LocalCluster,
+	# and the metrics extra (SSIMULACRA2), so that its tests run rather than skip
+	$(PIP) install -q -e '.[test,cluster,metrics]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -30,9 +31,10 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# bench's extras (matplotlib for rd.png, imagecodecs for JPEG XL); bench skips either if missing.
+# bench's extras (matplotlib for rd.png, imagecodecs for JPEG XL, ssimulacra2 for SSIMULACRA2);
+# bench skips each if missing.
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
-	$(PIP) install -q -e '.[test,bench]'
+	$(PIP) install -q -e '.[test,bench,metrics]'
 	touch $@
 
 bench: install $(VENV)/.bench-installed

@@ -10,10 +10,13 @@ import dataclasses
 import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from flowcodec_cli.evaluation import bench
 from flowcodec_cli.evaluation.bench import measure as bench_measure
@@ -21,6 +24,7 @@ from flowcodec_cli import cli
 from flowcodec_cli import codec
 from flowcodec_cli import zoo
 
+HAS_SSIMULACRA2 = importlib.util.find_spec("ssimulacra2") is not None
 ROOT = Path(__file__).resolve().parents[1]
 PARROTS = ROOT / "tests" / "data" / "parrots_256x192.png"
 BETAS = (0.004, 0.02)
@@ -73,13 +77,15 @@ def test_json_structure(work):
     for curve in doc["curves"].values():
         for row in curve["points"]:
             assert row["bpp"] > 0 and row["psnr"] > 0 and 0 < row["ms_ssim"] <= 1
+            assert (row["ssimulacra2"] < 100) if HAS_SSIMULACRA2 else row["ssimulacra2"] is None
         assert curve["speed"]["peak_rss_mib"] > 0
 
     points = doc["points"]
     assert len(points) == 4
     for p in points:
-        for key in ("codec", "setting", "image", "bpp_file", "psnr", "ms_ssim", "encode_s",
-                    "decode_s", "encode_mp_s", "decode_mp_s", "warmup", "rss_after_mib"):
+        for key in ("codec", "setting", "image", "bpp_file", "psnr", "ms_ssim", "ssimulacra2",
+                    "encode_s", "decode_s", "encode_mp_s", "decode_mp_s", "warmup",
+                    "rss_after_mib"):
             assert key in p, key
     for name in ("hyperprior", "webp"):
         assert sum(p["warmup"] for p in points if p["codec"] == name) == 1
@@ -99,11 +105,15 @@ def test_bd_against_every_reference(work):
         assert ("published", key) in refs
     for entry in doc["bd"]:
         assert entry["curve"] == "hyperprior"
-        for metric in ("psnr", "ms_ssim_db"):
+        for metric in ("psnr", "ms_ssim_db", "ssimulacra2"):
             bd = entry[metric]
             assert {"bd_rate_pct", "bd_quality_db", "method"} <= set(bd)
             if bd["method"] is not None:
                 assert bd["method"] == "pchip"  # 2 points: too few for the cubic fit
+        # no shipped curve has SSIMULACRA2; the WebP measured in the run has it with the extra
+        measured_here = entry["reference"] == "webp" and entry["reference_group"] != "published"
+        has_figure = entry["ssimulacra2"]["method"] is not None
+        assert has_figure == (HAS_SSIMULACRA2 and measured_here)
 
 
 def test_bd_pair_uses_cubic_with_enough_points():
@@ -120,8 +130,9 @@ def test_reports_written(work):
     tmp, _, result = work
     md = (tmp / "report" / "results.md").read_text()
     for text in ("## Rate-distortion", "## Bjøntegaard deltas", "## Speed and memory",
-                 "payload vs estimate: hyperprior β=0.004", "VTM", "peak RSS"):
+                 "payload vs estimate: hyperprior β=0.004", "VTM", "peak RSS", "SSIMULACRA2"):
         assert text in md, text
+    assert ("BD-rate (SSIMULACRA2)" in md) == HAS_SSIMULACRA2
     png = tmp / "report" / "rd.png"
     if importlib.util.find_spec("matplotlib") is None:
         assert png not in result.written
@@ -174,6 +185,46 @@ def test_failing_job_is_reported_and_the_run_goes_on(work, monkeypatch, capsys):
     assert result.document["errors"] == [f"{what}: encoder crashed"]
     kept = {(p["codec"], p["setting"]) for p in result.document["points"]}
     assert kept == {("hyperprior", BETAS[0]), ("webp", WEBP[0])}
+
+
+def test_quality_carries_ssimulacra2():
+    photo = np.asarray(Image.open(PARROTS).convert("RGB"))
+    worse = photo // 8 * 8  # posterized: a visible distortion
+    same, posterized = bench_measure.quality(photo, photo), bench_measure.quality(photo, worse)
+    if HAS_SSIMULACRA2:
+        assert same["ssimulacra2"] == pytest.approx(100.0) and posterized["ssimulacra2"] < 90
+    else:
+        assert same["ssimulacra2"] is None and posterized["ssimulacra2"] is None
+
+
+def test_without_ssimulacra2_the_run_goes_on_with_one_notice(work, monkeypatch, capsys):
+    tmp, images, _ = work
+    monkeypatch.setitem(sys.modules, "ssimulacra2", None)  # makes `import ssimulacra2` fail
+    result = bench.run(images, **bench_kwargs(tmp, models=[], cache_dir=tmp / "cache-no-s2",
+                                              report_dir=tmp / "report-no-s2"))
+    assert not result.errors and result.document["config"]["jobs_run"] == 2
+    assert all(p["ssimulacra2"] is None for p in result.document["points"])
+    assert result.document["curves"]["webp"]["ssimulacra2"] == [None, None]
+    err = capsys.readouterr().err
+    assert err.count("ssimulacra2 package is not installed") == 1, err
+    assert "flowcodec-cli[metrics]" in err
+
+
+def test_points_cached_without_ssimulacra2_read_as_none(work, tmp_path):
+    """Cache entries written before SSIMULACRA2 was measured have no such key: n/a, no error."""
+    tmp, images, _ = work
+    cache = tmp_path / "cache"
+    shutil.copytree(tmp / "cache", cache)
+    for path in cache.rglob("*.json"):
+        entry = json.loads(path.read_text())
+        entry["point"].pop("ssimulacra2", None)
+        path.write_text(json.dumps(entry))
+    result = bench.run(images, **bench_kwargs(tmp, cache_dir=cache, report_dir=tmp_path / "r"))
+    assert not result.errors and result.document["config"]["jobs_cached"] == 4
+    for curve in result.document["curves"].values():
+        assert curve["ssimulacra2"] == [None, None]
+    assert all(e["ssimulacra2"]["bd_rate_pct"] is None for e in result.document["bd"])
+    assert "BD-rate (SSIMULACRA2)" not in (tmp_path / "r" / "results.md").read_text()
 
 
 def test_other_weights_get_other_cache_entries(monkeypatch):

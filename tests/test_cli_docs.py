@@ -42,7 +42,7 @@ def in_help(command: str) -> set[str]:
             for opt in (*p.opts, *p.secondary_opts)} - {"-h", "--help"}
 
 
-@pytest.mark.parametrize("command", ["encode", "decode", "info", "bench"])
+@pytest.mark.parametrize("command", ["encode", "decode", "info", "bench", "channel"])
 def test_docs_and_help_list_the_same_options(command):
     assert documented(command) == in_help(command)
 

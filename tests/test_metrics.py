@@ -1,13 +1,18 @@
-"""Properties of PSNR, MS-SSIM and the Bjøntegaard deltas that hold exactly by construction."""
+"""Properties of PSNR, MS-SSIM, SSIMULACRA2 and the Bjøntegaard deltas."""
 
+import io
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from flowcodec_cli.evaluation import metrics
 
 METHODS = ["cubic", "pchip"]
+PARROTS = Path(__file__).resolve().parent / "data" / "parrots_256x192.png"
 
 # A realistic, unevenly spaced curve (VTM on Kodak, rounded).
 REF = [(0.048, 26.14), (0.112, 28.49), (0.246, 31.20), (0.491, 34.26), (0.875, 37.42),
@@ -55,6 +60,33 @@ def test_ms_ssim_identical_is_one_and_degrades_with_noise():
 def test_ms_ssim_too_small_is_none():
     img = smooth_image(160, 300)  # the 5th scale needs a smaller side of at least 161 px
     assert metrics.ms_ssim(img, img) is None
+
+
+def jpeg_round_trip(rgb: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def test_ssimulacra2_identical_is_100_and_falls_with_jpeg_quality():
+    pytest.importorskip("ssimulacra2")
+    photo = np.asarray(Image.open(PARROTS).convert("RGB"))
+    assert metrics.ssimulacra2(photo, photo.copy()) == pytest.approx(100.0)
+    scores = [metrics.ssimulacra2(photo, jpeg_round_trip(photo, q)) for q in (10, 40, 90)]
+    assert scores == sorted(scores) and scores[-1] < 100.0
+    assert 40 < scores[1] < 75  # libjpeg quality 35-40 is "medium quality", about 50-60
+
+
+def test_ssimulacra2_too_small_is_none():
+    img = smooth_image(7, 64)  # libjxl's tool refuses sides below 8 pixels
+    assert metrics.ssimulacra2(img, img) is None
+
+
+def test_ssimulacra2_without_the_package_is_none(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ssimulacra2", None)  # makes `import ssimulacra2` fail
+    img = smooth_image(32, 48)
+    assert metrics.ssimulacra2_unavailable() == "the ssimulacra2 package is not installed"
+    assert metrics.ssimulacra2(img, img) is None
 
 
 # --- Bjøntegaard deltas --------------------------------------------------------------------

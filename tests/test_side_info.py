@@ -1,7 +1,6 @@
 """Side information (distributed source coding): alignment layers, training pairs, the .fcx flag,
 and the decode rules — needs the side image, of the right size; a wrong one still decodes."""
 
-import json
 import random
 import subprocess
 import sys
@@ -10,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from flowcodec_cli.evaluation.bench import stereo as bench_stereo
 from flowcodec_cli import codec
 from flowcodec_cli.codec import fcx
 from flowcodec_cli.training import stereo_pairs as stereo
-from flowcodec_cli.training import loop as train
 from flowcodec_cli import zoo
 from flowcodec_cli.files.images import Picture, read_image
 from flowcodec_cli.models import build_model
-from flowcodec_cli.models.layers.stereo import DisparityMatcher, shift_right, warp_horizontally
+from flowcodec_cli.models.layers.stereo import shift_right, warp_horizontally
 
 PAIRS = Path(__file__).parent / "data" / "stereo"
 NAME = "cup_upright.png"
@@ -49,54 +48,9 @@ def test_warp_by_an_integer_disparity_is_a_shift():
     assert torch.allclose(warped[..., 4:], image[..., :-4], atol=1e-5)
 
 
-def test_matcher_finds_a_known_disparity_without_training():
-    """Matching is a normalized correlation over offsets: even random features find a shift of a
-    textured image; the soft-argmax lands on it away from the border the side view cannot see."""
-    torch.manual_seed(0)
-    wide = torch.rand(1, 3, 32, 160)
-    view, side = wide[..., :128], wide[..., 24:152]  # side(x) = view(x + 24): d = 24
-    with torch.no_grad():
-        disparity, confidence = DisparityMatcher()(view, side)
-    interior = disparity[..., 8:-1]  # columns 0-5 see nothing in the side view; the last sees padding
-    assert (interior - 24).abs().max() < 2.0
-    assert confidence[..., 8:-1].mean() > 0.5
-
-
-def test_side_info_model_starts_as_the_hyperprior():
-    """New output layers start at zero: built on hyperprior weights, it is that hyperprior."""
-    torch.manual_seed(0)
-    base = build_model("hyperprior", {"channels": 16, "latent_channels": 16, "hyper_channels": 8})
-    for mode in ("distributed", "joint"):
-        model = build_model("side-info", {**base.config.to_dict(), "mode": mode,
-                                          "refine_offsets": [-1, 1]})
-        missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-        assert not unexpected and missing
-        x, side, beta = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), torch.tensor([0.01])
-        with torch.no_grad():
-            y0 = base.analysis(x, beta)
-            y = model.analysis(x, beta, side) if model.side_info_at_encoder else model.analysis(x, beta)
-            assert torch.allclose(y, y0)
-            assert torch.allclose(model.synthesis(y, beta, side), base.synthesis(y, beta), atol=1e-6)
-
-
-def test_a_grown_fusion_layer_keeps_computing_the_same():
-    """--init-from a side-info model with fewer fusion inputs: the new input channels start at
-    zero, so the grown model reconstructs exactly as the trained one did."""
-    torch.manual_seed(0)
-    small = {"channels": 16, "latent_channels": 16, "hyper_channels": 8}
-    trained = build_model("side-info", small)
-    torch.nn.init.normal_(trained.fusion.net[-1].weight, std=0.01)  # a fusion that does something
-    grown = build_model("side-info", {**small, "refine_offsets": [-2, 2]})
-    missing, unexpected, widened = train.load_grown(grown, trained.state_dict())
-    assert not missing and not unexpected and widened == ["fusion.net.0.weight"]
-    y, side, beta = torch.rand(1, 16, 4, 4) * 4, torch.rand(1, 3, 64, 64), torch.tensor([0.01])
-    with torch.no_grad():
-        assert torch.allclose(grown.synthesis(y, beta, side), trained.synthesis(y, beta, side), atol=1e-6)
-
-
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="mode"):
-        build_model("side-info", {"mode": "psychic"})
+        build_model("flow-side-info", {"mode": "psychic"})
 
 
 # --- training pairs ---------------------------------------------------------------------------
@@ -129,19 +83,6 @@ def test_real_pair_flip_swaps_the_views():
     assert view.min() == 1.0 and side.max() == 0.0
 
 
-def test_side_info_training_runs_on_pairs(tmp_path):
-    tiny = json.dumps({"channels": 8, "latent_channels": 8, "hyper_channels": 4,
-                       "match_features": 4, "fusion_width": 4, "max_disparity": 32})
-    train.main(["--model", "side-info", "--config", tiny, "--data", str(PAIRS / "left"),
-                "--stereo", str(PAIRS), "--run-dir", str(tmp_path), "--steps", "2", "--batch", "2",
-                "--crop", "64", "--crop-width", "128", "--threads", "1", "--log-every", "1", "--no-bf16"])
-    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [1, 2] and all(r["psnr"] > 0 for r in log)
-
-
-# --- the codec --------------------------------------------------------------------------------
-
-
 @pytest.fixture(scope="module")
 def distributed_file():
     data, stats = codec.encode(_picture("left"), 0.01, "dsc")
@@ -171,11 +112,15 @@ def test_missing_or_misfit_side_info_is_an_error(distributed_file):
 
 
 def test_wrong_side_image_still_decodes_to_a_valid_image(distributed_file):
+    """A valid image of the wrong scene decodes (the tables never see it), to a worse picture
+    than the right view gives: the decoder does use the side view."""
     left = _picture("left")
     wrong = _picture("right", "bit_box_upright.png")
     decoded = codec.decode(distributed_file, side_info=wrong)
     assert decoded.rgb.shape == left.rgb.shape and decoded.rgb.dtype == np.uint8
     assert _psnr(left.rgb, decoded.rgb) > 15
+    right = codec.decode(distributed_file, side_info=_picture("right"))
+    assert _psnr(left.rgb, right.rgb) > _psnr(left.rgb, decoded.rgb)
 
 
 def test_the_distributed_encoder_refuses_side_info_and_joint_needs_it():
@@ -183,8 +128,24 @@ def test_the_distributed_encoder_refuses_side_info_and_joint_needs_it():
         codec.encode(_picture("left"), 0.01, "dsc", side_info=_picture("right"))
     with pytest.raises(codec.SideInfoError, match="needs side information"):
         codec.encode(_picture("left"), 0.01, "dsc-joint")
-    data, _ = codec.encode(_picture("left"), 0.01, "dsc-joint", side_info=_picture("right"))
-    assert codec.decode(data, side_info=_picture("right")).rgb.shape == _picture("left").rgb.shape
+
+
+def test_the_joint_encoder_refines_for_the_decoder_with_the_side_view(distributed_file):
+    """dsc-joint: the same weights and decoder as dsc; its encoder uses the side view to choose
+    the integers (refinement at effort >= 1), so its real objective D + beta*R, measured with the
+    side view, is never worse than the distributed encoder's (which is its starting point)."""
+    left, right = _picture("left"), _picture("right")
+    joint, joint_stats = codec.encode(left, 0.01, "dsc-joint", side_info=right)
+    _, dsc_stats = codec.encode(left, 0.01, "dsc")
+
+    def objective(data, stats):
+        decoded = codec.decode(data, side_info=right).rgb
+        mse = np.mean((decoded.astype(float) - left.rgb) ** 2) / 255.0 ** 2
+        return mse + 0.01 * stats.estimated_bits / (3 * left.rgb.shape[0] * left.rgb.shape[1])
+
+    assert joint != distributed_file
+    assert objective(joint, joint_stats) <= objective(distributed_file, dsc_stats) * 1.0001
+    assert fcx.unpack(joint).header.model == "dsc-joint"
 
 
 def test_flag_that_does_not_fit_the_model_is_a_format_error():
@@ -208,17 +169,34 @@ def test_cli_exit_codes_for_side_info(tmp_path, distributed_file):
     assert ok.returncode == 0 and (tmp_path / "b.png").exists()
 
 
-def test_stereo_bench_reports_three_curves_and_wrong_side_psnr(tmp_path):
-    result = bench_stereo.run_stereo(PAIRS, betas=(0.003, 0.03), threads=1,
+def test_stereo_bench_reports_the_default_model_and_the_wrong_side(tmp_path):
+    """Four curves (the default model without side information, separate, distributed, joint),
+    the wrong-side decode as a curve of its own, and the headline BD figures; pairs of any size
+    (here 101x77, a multiple of nothing)."""
+    pairs = tmp_path / "pairs"
+    for view in ("left", "right"):
+        (pairs / view).mkdir(parents=True)
+        for name in (NAME, "other.png"):
+            source = NAME if name == NAME else sorted(p.name for p in (PAIRS / view).iterdir())[-1]
+            image = Image.open(PAIRS / view / source).convert("RGB")
+            image.crop((3, 5, 104, 82)).save(pairs / view / name)
+    result = bench_stereo.run_stereo(pairs, betas=(0.003, 0.03), threads=1,
                                      report_dir=tmp_path, quiet=True)
     doc = result.document
     assert not result.errors
-    assert set(doc["curves"]) == {"dsc-separate", "dsc", "dsc-joint"}
+    assert set(doc["curves"]) == {zoo.DEFAULT_MODEL, "dsc-separate", "dsc", "dsc-joint"}
     assert doc["curves"]["dsc"]["role"] == "distributed"
+    assert doc["curves"][zoo.DEFAULT_MODEL]["role"] == "default"
     assert all(r["psnr_wrong_side"] is not None for r in doc["curves"]["dsc"]["points"])
     assert all(r["psnr_wrong_side"] is None for r in doc["curves"]["dsc-separate"]["points"])
-    assert {(f["curve"], f["reference"]) for f in doc["bd"]} >= {("dsc", "dsc-separate"), ("dsc", "dsc-joint")}
-    assert (tmp_path / "stereo.md").read_text().startswith("# Side information")
+    pairs_bd = {(f["curve"], f["reference"]) for f in doc["bd"]}
+    assert pairs_bd >= {("dsc", zoo.DEFAULT_MODEL), ("dsc", "dsc-separate"), ("dsc", "dsc-joint"),
+                        ("dsc (wrong side)", zoo.DEFAULT_MODEL)}
+    assert ("dsc (wrong side)", "dsc") not in pairs_bd
+    assert [(f["curve"], f["reference"]) for f in bench_stereo.headline(doc)][:2] == [
+        ("dsc", zoo.DEFAULT_MODEL), ("dsc", "dsc-separate")]
+    report = (tmp_path / "stereo.md").read_text()
+    assert report.startswith("# Side information") and "## What side information buys" in report
 
 
 def test_kodak_bench_leaves_side_info_models_out():

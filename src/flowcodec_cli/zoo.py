@@ -31,6 +31,9 @@ class ZooEntry:
     file: str
     sha256: str
     stereo: bool = False  # the side-information family: benchmarked on pairs (bench --stereo)
+    #: overrides of the config stored in the file: one weights file, another mode (dsc-joint)
+    config: tuple[tuple[str, object], ...] = ()
+    channel: bool = False  # JSCC weights (`flowcodec channel`, bench --channel): no .fcx codec
 
 
 REGISTRY: dict[str, ZooEntry] = {}
@@ -56,36 +59,46 @@ _register(ZooEntry(
     sha256="5c9548c5bd60a902f6f4c9d9cf33aeff61fb138d2a854b870cf62f581a58909d",
 ))
 
-# The side-information family (bench --stereo): trained together on stereo and synthetic pairs,
-# from the hyperprior weights, for the same steps. dsc-separate is the control without side
-# information, dsc the distributed codec (the product), dsc-joint the upper bound.
+# The side-information family (bench --stereo), built on the flow codec. dsc is the distributed
+# codec (the product): the flow plus a side stage in its decoder, trained on the frozen flow and
+# grafted onto the shipped flow weights (flowcodec train graft). dsc-joint is the same weights
+# whose encoder also uses the side view (refining its latents, effort >= 1): the upper bound.
+# dsc-separate is the control without side information, same data and budget: with the flow
+# frozen, that is the flow itself, so it names the flow's file.
 _register(ZooEntry(
     name="dsc",
-    architecture="side-info",
+    architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="1d31da2df4426761c199b30ac3517ed2764038ba87ebc043b1add346a8ee1383",
+    sha256="0ed8dc4c1867bd9df0cdfa879c34cbebe6034927451742afbc61776c26a549e1",
     stereo=True,
 ))
 
 _register(ZooEntry(
     name="dsc-joint",
-    architecture="side-info",
-    file="dsc-joint.safetensors",
-    sha256="c4dfc2e88fbf18b52ca6441af10e337b5b3eddb36483af7cb17a0a575d70b3b4",
+    architecture="flow-side-info",
+    file="dsc.safetensors",
+    sha256="0ed8dc4c1867bd9df0cdfa879c34cbebe6034927451742afbc61776c26a549e1",
     stereo=True,
+    config=(("mode", "joint"),),
 ))
 
 _register(ZooEntry(
     name="dsc-separate",
-    architecture="hyperprior",
-    file="dsc-separate.safetensors",
-    sha256="a0042ea2355357daeb18abf0671091b026c0cf93100f5a73c690c4629d8dba34",
+    architecture="flow",
+    file="flow.safetensors",
+    sha256="5c9548c5bd60a902f6f4c9d9cf33aeff61fb138d2a854b870cf62f581a58909d",
     stereo=True,
 ))
 
 DEFAULT_MODEL = "flow"
 """The model `encode` uses without --model: the flow codec, the better of the two on Kodak
 (BD-rate -2.3% against the hyperprior codec in docs/bench.json), at about twice its CPU time."""
+
+
+CHANNEL_MODEL = "flow-channel"
+"""The name trained JSCC weights get here (architecture "flow-channel", `channel=True`). Until it
+is registered, `flowcodec channel` runs the `flow` weights with an untrained receiver
+(jscc.load); registering it is all a trained file needs."""
 
 
 def weights_dir() -> Path:
@@ -149,7 +162,7 @@ def load(name: str = DEFAULT_MODEL):
     architecture, config, tensors = load_state(path)
     if architecture != entry.architecture:
         raise WeightsError(f"{path.name} holds a {architecture!r} model, expected {entry.architecture!r}")
-    model = build_model(architecture, config)
+    model = build_model(architecture, {**config, **dict(entry.config)})
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise WeightsError(f"{path.name}: missing keys {missing}, unexpected keys {unexpected}")

@@ -11,7 +11,8 @@ exit code (the table is errors.EXIT_CODES; docs/cli.md and this list are tested 
 With several files, a failure does not stop the others; the exit code is the first failure's.
 
 The commands live by what they do: `coding` (encode, decode), `inspection` (info, analyze,
-models), `tools` (train, bench), and `runner`, what every command that codes files shares,
+models), `tools` (train, bench), `channel` (a simulated transmission over a noisy channel), and
+`runner`, what every command that codes files shares,
 with `workers`, the processes of --jobs.
 """
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import click
 
-from flowcodec_cli.cli import coding, inspection, tools
+from flowcodec_cli.cli import channel, coding, inspection, tools
 from flowcodec_cli.codec.rate_request import DEFAULT_BETA, DEFAULT_QUALITY  # noqa: F401 - public
 from flowcodec_cli.errors import (  # noqa: F401 - cli.EXIT_* and cli.Failure are public names
     EXIT_DESYNC, EXIT_EXISTS, EXIT_FORMAT, EXIT_INPUT, EXIT_INTERNAL, EXIT_MODEL, EXIT_OK,
@@ -33,7 +34,7 @@ def main() -> None:
 
 
 for _command in (coding.encode, coding.decode, inspection.info, inspection.analyze,
-                 inspection.models, tools.train, tools.bench):
+                 inspection.models, tools.train, tools.bench, channel.channel):
     main.add_command(_command)
 
 

@@ -51,11 +51,27 @@ def train(ctx):
 @click.option("--stereo", is_flag=True,
               help="Side-information mode: DIRECTORY has left/ and right/; the left views are "
                    "coded, the right views are side information; models default to "
-                   "dsc-separate,dsc,dsc-joint (report: stereo.md, stereo.json).")
+                   "flow (the default model, no side information),dsc-separate,dsc,dsc-joint "
+                   "(report: stereo.md, stereo.json).")
+@click.option("--channel", is_flag=True,
+              help="Channel mode: PSNR against AWGN channel SNR for joint source-channel coding "
+                   "(`flowcodec channel`) and for separate coding, .fcx files of --models "
+                   "(default flow) at the capacity of each --design-snrs (report: channel.md, "
+                   "channel.json, channel.png).")
+@click.option("--ratio", default=None, metavar="K/N",
+              help="With --channel: channel uses per pixel value [default: 1/6].")
+@click.option("--snrs", default=None,
+              help="With --channel: comma-separated test SNRs in dB [default: 0,2,...,20].")
+@click.option("--design-snrs", default=None,
+              help="With --channel: comma-separated design SNRs of separate coding [default: "
+                   "5,10,15].")
+@click.option("--channel-models", default=None, metavar="FILE,...",
+              help="With --channel: more JSCC weights files to measure next to the default "
+                   "(e.g. trained at one SNR).")
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary.")
 def bench(directory, models, betas, codecs, no_classical, setting_overrides, images, device,
           cache_dir, report_dir, json_path, threads, bd_method, analysis_images, effort, stereo,
-          quiet):
+          channel, ratio, snrs, design_snrs, channel_models, quiet):
     """Rate-distortion, speed and memory of our models and classical codecs on DIRECTORY's images.
 
     Writes REPORT_DIR/results.md, REPORT_DIR/rd.png and a JSON report with every point, curve
@@ -66,7 +82,22 @@ def bench(directory, models, betas, codecs, no_classical, setting_overrides, ima
     try:
         if stereo and effort:  # dsc, the product of a stereo run, cannot refine (encode --help)
             raise benchmark.BenchUsageError("--effort is not measured with --stereo")
-        if stereo:
+        channel_only = {"--ratio": ratio, "--snrs": snrs, "--design-snrs": design_snrs,
+                        "--channel-models": channel_models}
+        if not channel and any(v is not None for v in channel_only.values()):
+            raise benchmark.BenchUsageError(
+                f"{next(k for k, v in channel_only.items() if v is not None)} needs --channel")
+        if channel and (stereo or effort or betas):
+            raise benchmark.BenchUsageError("--channel excludes --stereo, --effort and --betas")
+        if channel:
+            from flowcodec_cli.evaluation.bench import channel as bench_channel
+            result = bench_channel.run_channel(
+                directory, ratio=ratio, snrs=benchmark.parse_floats(snrs, "--snrs"),
+                design_snrs=benchmark.parse_floats(design_snrs, "--design-snrs"),
+                models=benchmark.parse_names(models),
+                channel_models=benchmark.parse_names(channel_models), images=images,
+                threads=threads, report_dir=report_dir, json_path=json_path, quiet=quiet)
+        elif stereo:
             result = bench_stereo.run_stereo(
                 directory, models=benchmark.parse_names(models),
                 betas=benchmark.parse_floats(betas, "--betas"), images=images, threads=threads,

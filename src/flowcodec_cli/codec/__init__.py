@@ -1,7 +1,8 @@
 """The coding core: image → tensor → analysis → latents → probability tables → range coder → .fcx.
 
 Holds the container (`fcx`), the entropy coder (`entropy`), the pipeline (`pipeline`), tiling and
-the runtime β → β′ map. It may import `models`, `zoo` and `errors`; never `files`, `training`
+the runtime β → β′ map; and its analog sibling `jscc`, which sends the latents over a simulated
+noisy channel instead of through the range coder. It may import `models`, `zoo` and `errors`; never `files`, `training`
 or `evaluation` (tests/test_layout.py enforces it): it codes pictures, not files.
 
 `encode`, `decode` and the rest are loaded on first use (PEP 562), so that reading a header

@@ -31,6 +31,9 @@ class LoadedCodec:
 
     def __init__(self, name: str):
         self.name = name
+        if name in zoo.REGISTRY and zoo.REGISTRY[name].channel:
+            raise CodecError(f"{name} is a channel (JSCC) model, not a file codec: "
+                             "use `flowcodec channel`")
         self.model, sha = zoo.load(name)
         # requested β → the β the network runs at, measured for these weights (operating_points.py)
         self.network_beta = operating_points.read(zoo.weights_path(name))

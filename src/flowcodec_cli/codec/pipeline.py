@@ -92,6 +92,7 @@ def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL, d
     `effort` > 0 refines each tile's latents for this image (`refine.py`): slower, smaller,
     decoded by the same decoder."""
     codec = LoadedCodec.get(model_name)
+    effort = max(effort, codec.model.min_effort)  # a joint encoder uses its side view by refining
     refine.check_supported(codec.model, effort)
     header, side = _encode_header(codec, picture, beta, tile, side_info)
     streams, estimate = [], 0.0

@@ -1,12 +1,13 @@
-"""The models: one file per architecture (flow, hyperprior, side_info), the base class and the
-entropy-model component every model shares, and their building blocks (`layers/`). This file is
-the registry: one name per architecture. Imports only torch; never codec, training or evaluation."""
+"""The models: one file per architecture (flow, hyperprior, side_info, channel), the base class
+and the entropy-model component every model shares, and their building blocks (`layers/`). This
+file is the registry: one name per architecture. Imports only torch; never codec, training or evaluation."""
 
 from __future__ import annotations
 
+from flowcodec_cli.models.channel import ChannelCodec
 from flowcodec_cli.models.flow import FlowCodec
+from flowcodec_cli.models.flow_side_info import FlowSideInfoCodec
 from flowcodec_cli.models.hyperprior import HyperpriorCodec
-from flowcodec_cli.models.side_info import SideInfoCodec
 
 MODEL_CLASSES: dict[str, type] = {}
 
@@ -20,7 +21,8 @@ def register(cls: type) -> type:
 
 register(HyperpriorCodec)
 register(FlowCodec)
-register(SideInfoCodec)
+register(FlowSideInfoCodec)
+register(ChannelCodec)
 
 
 def build_model(name: str, config: dict | None = None):

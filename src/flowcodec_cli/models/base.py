@@ -72,6 +72,10 @@ class LatentCodec(nn.Module):
     side_info_at_encoder = False
     side_info_at_decoder = False
 
+    #: the lowest encoder effort (`codec/refine.py`) this model codes at: a joint side-information
+    #: model sees the side view at the encoder only through the refinement
+    min_effort = 0
+
     @property
     def latent_stride(self) -> int:
         """Downsampling from the image to y."""

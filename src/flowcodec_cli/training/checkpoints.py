@@ -12,7 +12,9 @@ to resume exactly where it stopped:
     rank_rngs      only from torchrun runs (training/distributed.py): every rank's python_rng and
                    torch_rng, by rank (rank 0's are the two above)
 
-`export_checkpoint` strips one to fp16 weights for `weights/` (`flowcodec train export`).
+`export_checkpoint` strips one to fp16 weights for `weights/` (`flowcodec train export`), and
+`graft_weights` moves the parts a model grew (the side-information stage) onto newer weights of
+the model it grew from (`flowcodec train graft`).
 """
 
 from __future__ import annotations
@@ -142,3 +144,26 @@ def export_checkpoint(checkpoint: str, out: str) -> str:
     print(json.dumps({"checkpoint": checkpoint, "step": state["step"], "trained_steps": total,
                       "out": out, "sha256": sha}))
     return sha
+
+
+def graft_weights(grown: str, base: str, out: str, parts: list[str]) -> str:
+    """Weights of `grown` whose every tensor outside the top-level `parts` is replaced by the
+    tensor of the same name in `base`, written like `export_weights`; returns the sha256.
+
+    Why: the side-information stage trains on a frozen flow (`--train-only`). When the flow is
+    trained further and ships again, the stage moves onto the new flow instead of training again;
+    the result must be checked on held-out pairs before it ships, like any weights. The base's
+    config must be the grown model's, field for field where they share fields."""
+    g_arch, g_config, g_tensors = zoo.load_state(Path(grown))
+    _, b_config, b_tensors = zoo.load_state(Path(base))
+    if differ := sorted(k for k in b_config if g_config.get(k) != b_config[k]):
+        raise SystemExit(f"graft: {base} is built differently ({', '.join(differ)})")
+    kept = {k for k in g_tensors if k.split(".")[0] in parts}
+    if not kept:
+        raise SystemExit(f"graft: {grown} has no parts {parts}")
+    if missing := sorted(k for k in g_tensors if k not in kept and k not in b_tensors):
+        raise SystemExit(f"graft: {base} lacks {missing[:3]}")
+    model = build_model(g_arch, g_config)
+    model.load_state_dict({k: (g_tensors[k] if k in kept else b_tensors[k]) for k in g_tensors})
+    steps = zoo.trained_steps(Path(base))
+    return export_weights(model, Path(out), trained_steps=steps)

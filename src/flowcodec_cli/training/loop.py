@@ -14,7 +14,7 @@ A run starts from its checkpoint if `--run-dir` has one (resuming exactly where 
 from `--init-from` weights (a fresh optimizer), else from a random init. Under `torchrun
 --nproc_per_node N` it is one rank of a DistributedDataParallel run (distributed.py): each step then
 sees N × --batch crops, and rank 0 alone logs and writes the checkpoint. Side-information models
-(`--model side-info`) train on pairs: real stereo pairs from `--stereo` folders and synthetic
+(`--model flow-side-info`) train on pairs: real stereo pairs from `--stereo` folders and synthetic
 pairs made from the `--data` photos. `--stereo` with another model trains it on the coded views
 of the same pairs, without side information (the "separate" control).
 
@@ -39,8 +39,9 @@ from flowcodec_cli import zoo
 from flowcodec_cli.models import build_model, MODEL_CLASSES
 from flowcodec_cli.models.base import file_name
 from flowcodec_cli.training import stereo_pairs as stereo
-from flowcodec_cli.training.checkpoints import (export_checkpoint, load_checkpoint, load_grown,
-                                                reordered_optimizer_state, save_checkpoint)
+from flowcodec_cli.training.checkpoints import (export_checkpoint, graft_weights, load_checkpoint,
+                                                load_grown, reordered_optimizer_state,
+                                                save_checkpoint)
 from flowcodec_cli.training.data import load_folder_images, random_batch, sample_betas
 from flowcodec_cli.training.distributed import default_threads, Ranks, rng_state
 from flowcodec_cli.training.loss import rd_loss
@@ -85,7 +86,7 @@ def init_from_weights(args: argparse.Namespace) -> tuple[torch.nn.Module, int]:
     missing, unexpected, grown = load_grown(model, tensors)
     if unexpected:
         raise SystemExit(f"--init-from {args.init_from}: {model.name} has no {unexpected}")
-    if missing or grown:  # a bigger model built on a trained one (e.g. side-info on hyperprior)
+    if missing or grown:  # a bigger model built on a trained one (e.g. flow-side-info on flow)
         print(f"new (not in {args.init_from}): {sorted({file_name(k).split('.')[0] for k in missing})}; "
               f"more input channels: {grown}")
     steps_before = zoo.trained_steps(weights)
@@ -104,6 +105,21 @@ def build_or_resume(args: argparse.Namespace, ckpt_path: Path, rng: random.Rando
         return model, None, 0, steps_before
     overrides = json.loads(args.config) if args.config else {}
     return build_model(args.model or "hyperprior", overrides), None, 0, 0
+
+
+def freeze_all_but(model: torch.nn.Module, parts: list[str]) -> None:
+    """`--train-only PART ...`: only the parameters under these top-level modules learn.
+
+    Why: a part grown onto a trained model (the side-information stage on the flow) first
+    learns with the rest frozen, which skips the frozen transforms' weight gradients: a side-info
+    step on the flow costs a third of a full one."""
+    if not parts:
+        return
+    names = {name.split(".")[0] for name, _ in model.named_parameters()}
+    if unknown := sorted(set(parts) - names):
+        raise SystemExit(f"--train-only: {model.name} has no {unknown} (it has {sorted(names)})")
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.split(".")[0] in parts)
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, state: dict | None) -> torch.optim.Optimizer:
@@ -198,6 +214,7 @@ def train(args: argparse.Namespace) -> None:
         model, state, step, steps_before = build_or_resume(args, ckpt_path, rng, ranks.rank)
         ranks.same_step(step)
         model.to(ranks.device)
+        freeze_all_but(model, args.train_only)
         optimizer = make_optimizer(model, args.lr, state)
         model.train()
         net = ranks.wrap(model)
@@ -233,6 +250,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init-from", default="",
                    help="start from these weights (.safetensors, e.g. weights/flow.safetensors) "
                         "instead of a random init; ignored when --run-dir has a checkpoint")
+    p.add_argument("--train-only", nargs="*", default=[], metavar="PART",
+                   help="train only these top-level parts (e.g. matcher latent_pull fusion); the "
+                        "rest stays frozen")
     p.add_argument("--data", nargs="+", required=True, help="image folders (searched recursively)")
     p.add_argument("--run-dir", required=True, help="checkpoint and log folder; resumes if it has one")
     p.add_argument("--steps", type=int, default=40000)
@@ -269,8 +289,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`flowcodec train ARGS` (see parse_args) or `flowcodec train export CHECKPOINT OUT`."""
+    """`flowcodec train ARGS` (see parse_args), `flowcodec train export CHECKPOINT OUT`, or
+    `flowcodec train graft GROWN BASE OUT --parts PART ...` (checkpoints.graft_weights)."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["graft"]:
+        p = argparse.ArgumentParser(prog="flowcodec-train graft",
+                                    description=graft_weights.__doc__.splitlines()[0])
+        p.add_argument("grown")
+        p.add_argument("base")
+        p.add_argument("out")
+        p.add_argument("--parts", nargs="+", required=True)
+        a = p.parse_args(argv[1:])
+        print(json.dumps({"out": a.out, "sha256": graft_weights(a.grown, a.base, a.out, a.parts)}))
+        return
     if argv[:1] == ["export"]:
         p = argparse.ArgumentParser(prog="flowcodec-train export")
         p.add_argument("checkpoint")

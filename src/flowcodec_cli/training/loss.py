@@ -6,7 +6,8 @@ divided per sample by sqrt(β / β_mid) so that the high- and low-rate ends get 
 comparable size (a per-β positive weight does not move any β's optimum).
 
 Side-information models get the same Lagrangian with the reconstruction computed from ŷ and the
-side view (the distributed objective when only the decoder sees the side view).
+side view (the distributed objective when only the decoder sees the side view). A model with no
+rate term (`distortion_only`, JSCC over a channel) returns zero bits: its loss is the MSE.
 """
 
 from __future__ import annotations
@@ -16,6 +17,16 @@ import math
 import torch
 
 from flowcodec_cli.models.base import lagrangian
+
+
+def sample_weight(model, beta: torch.Tensor) -> torch.Tensor:
+    """Each sample's weight: 1 / sqrt(β / β_mid), or 1 for a model whose β is no rate weight
+    (`distortion_only`: the JSCC model of models/channel.py, trained on the MSE alone, whose
+    forward returns zero bits)."""
+    if getattr(model, "distortion_only", False):
+        return torch.ones_like(beta)
+    beta_mid = math.sqrt(model.config.beta_min * model.config.beta_max)
+    return (beta / beta_mid).rsqrt()
 
 
 def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool,
@@ -32,8 +43,7 @@ def rd_loss(model, x: torch.Tensor, beta: torch.Tensor, bf16: bool,
     pixels = x.shape[2] * x.shape[3]
     mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))  # (B,)
     bits = out["y_bits_per_image"] + out["z_bits_per_image"]  # (B,)
-    beta_mid = math.sqrt(model.config.beta_min * model.config.beta_max)
-    weight = (beta / beta_mid).rsqrt()
+    weight = sample_weight(model, beta)
     loss = (lagrangian(mse, bits, pixels, rate_weight * beta) * weight).mean()
     stats = {
         "loss": loss.item(),

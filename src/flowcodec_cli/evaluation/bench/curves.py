@@ -2,16 +2,19 @@
 
 Curves: per codec and setting (per model and β), the mean over images of bpp, of PSNR (the mean
 of per-image PSNRs, the convention of the published anchors), of MS-SSIM (converted to dB as
--10·log10(1 - mean MS-SSIM) for plots and BD), and the median encode/decode seconds per image.
+-10·log10(1 - mean MS-SSIM) for plots and BD), of SSIMULACRA2 (None for a setting where any
+point lacks it: the `metrics` extra was missing when it was measured), and the median
+encode/decode seconds per image.
 The first job that really ran for each codec is a warm-up (model loading, first-call costs):
 it is left out of the medians unless it is the only point.
 
 Bjøntegaard deltas (metrics.bd_rate / bd_psnr) of every model curve against every other model,
 every classical curve measured in the run, and every reference curve shipped in anchors.py
-(published ones and our measured classical ones, both over the 24 Kodak images), for PSNR and
-for MS-SSIM in dB. The method is the cubic VCEG-M33 fit by default (`--bd-method pchip` for
-piecewise cubic Hermite); a pair where either curve has fewer than the 4 points a cubic fit needs
-falls back to pchip, and the method actually used is recorded with every figure.
+(published ones and our measured classical ones, both over the 24 Kodak images), for PSNR, for
+MS-SSIM in dB and for SSIMULACRA2 (no shipped curve has SSIMULACRA2, so it is compared between
+the curves of the run only). The method is the cubic VCEG-M33 fit by default (`--bd-method
+pchip` for piecewise cubic Hermite); a pair where either curve has fewer than the 4 points a
+cubic fit needs falls back to pchip, and the method actually used is recorded with every figure.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from flowcodec_cli.evaluation import anchors
 from flowcodec_cli.evaluation import metrics
 from flowcodec_cli.evaluation.bench.measure import ms_ssim_db
 from flowcodec_cli.evaluation.bench.plan import Codec
+
+BD_METRICS = ("psnr", "ms_ssim_db", "ssimulacra2")
+"""The quality axes of the BD figures, each a key of a curve row and of a bench.json BD entry."""
 
 
 def _median(values: list[float]) -> float | None:
@@ -73,6 +79,8 @@ def _curve_row(codec: Codec, setting: float, group: list[dict], n_images: int) -
         "bpp": float(np.mean([p["bpp_file"] for p in group])),
         "psnr": _mean([p["psnr"] for p in group]),
         "ms_ssim": _mean([p["ms_ssim"] for p in group]),
+        # .get: points cached before SSIMULACRA2 was measured have no such key
+        "ssimulacra2": _mean([p.get("ssimulacra2") for p in group]),
         "median_encode_s": _median([p["encode_s"] for p in timed]),
         "median_decode_s": _median([p["decode_s"] for p in timed]),
     }
@@ -114,6 +122,7 @@ def build_curve(codec: Codec, points: list[dict], n_images: int) -> dict:
         "bpp": [r["bpp"] for r in rows],
         "psnr": [r["psnr"] for r in rows],
         "ms_ssim": [r["ms_ssim"] for r in rows],
+        "ssimulacra2": [r["ssimulacra2"] for r in rows],
         "speed": _speed(points),
     }
 
@@ -127,7 +136,7 @@ def _rd_points(bpp, quality) -> list[tuple[float, float]] | None:
 
 
 def curve_points(curve: dict, metric: str) -> list[tuple[float, float]] | None:
-    """A run curve's (bpp, quality) for metric "psnr" or "ms_ssim_db"."""
+    """A run curve's (bpp, quality) for metric "psnr", "ms_ssim_db" or "ssimulacra2"."""
     rows = curve["points"]
     return _rd_points([r["bpp"] for r in rows], [r[metric] for r in rows])
 
@@ -136,13 +145,14 @@ def anchor_points(curve: anchors.Curve, metric: str) -> list[tuple[float, float]
     """A shipped reference curve's (bpp, quality), None where it does not publish the metric."""
     if metric == "psnr":
         return _rd_points(curve.bpp, curve.psnr)
-    if curve.ms_ssim is None:
+    if metric != "ms_ssim_db" or curve.ms_ssim is None:  # none publishes SSIMULACRA2
         return None
     return _rd_points(curve.bpp, [ms_ssim_db(v) for v in curve.ms_ssim])
 
 
 def bd_pair(ours, ref, method: str) -> dict:
-    """BD-rate (%) and BD-quality (dB) of `ours` against `ref`, with the method used."""
+    """BD-rate (%) and BD-quality (dB; score points for SSIMULACRA2) of `ours` against `ref`,
+    with the method used."""
     if ours is None or ref is None:
         return {"bd_rate_pct": None, "bd_quality_db": None, "method": None,
                 "note": "metric not available for one of the curves"}
@@ -174,7 +184,8 @@ def _references(curves: dict[str, dict]) -> list[tuple[str, str, str, object]]:
 
 
 def bd_figures(curves: dict[str, dict], method: str) -> list[dict]:
-    """BD figures of every model curve against every reference, for PSNR and MS-SSIM dB."""
+    """BD figures of every model curve against every reference, for PSNR, MS-SSIM dB and
+    SSIMULACRA2."""
     references = _references(curves)
     figures = []
     for key, curve in curves.items():
@@ -185,7 +196,7 @@ def bd_figures(curves: dict[str, dict], method: str) -> list[dict]:
                 continue
             entry = {"curve": key, "reference": ref_key, "reference_name": ref_name,
                      "reference_group": group}
-            for metric in ("psnr", "ms_ssim_db"):
+            for metric in BD_METRICS:
                 ours = curve_points(curve, metric)
                 theirs = (curve_points(ref, metric) if isinstance(ref, dict)
                           else anchor_points(ref, metric))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 # The distributions whose versions can change a figure (the bytes, the metrics or the plot).
 LIBRARIES = ("torch", "numpy", "pillow", "imagecodecs", "pytorch-msssim", "constriction",
-             "matplotlib", "flowcodec-cli")
+             "ssimulacra2", "scipy", "matplotlib", "flowcodec-cli")
 
 
 def library_versions() -> dict[str, str | None]:

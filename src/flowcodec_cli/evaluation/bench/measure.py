@@ -7,10 +7,11 @@
   close the entropy coder gets to the model). The file is then read back and decoded.
 * **Classical codecs** (classical.py): bpp from the length of the encoded byte string, a
   complete file (container overhead counted, as in the published curves).
-* For both: PSNR-RGB and MS-SSIM-RGB of the decoded image against the original (metrics.py),
-  encode and decode wall time (`time.perf_counter`) and megapixels per second. `peak_rss_mib`
-  is the process peak RSS (`getrusage(RUSAGE_SELF).ru_maxrss`; tracemalloc does not see torch's
-  allocations), taken by the run after each job.
+* For both: PSNR-RGB, MS-SSIM-RGB and, with the optional `metrics` extra, SSIMULACRA2 of the
+  decoded image against the original (metrics.py), encode and decode wall time
+  (`time.perf_counter`) and megapixels per second. `peak_rss_mib` is the process peak RSS
+  (`getrusage(RUSAGE_SELF).ru_maxrss`; tracemalloc does not see torch's allocations), taken by
+  the run after each job.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from flowcodec_cli.evaluation import classical
 from flowcodec_cli.evaluation import metrics
 from flowcodec_cli.evaluation.bench.cache import setting_name
+from flowcodec_cli.evaluation.bench.failures import notice
 from flowcodec_cli.evaluation.bench.images import BenchImage
 from flowcodec_cli.evaluation.bench.plan import Codec
 
@@ -43,9 +45,17 @@ def ms_ssim_db(value: float | None) -> float | None:
     return -10.0 * math.log10(1.0 - value)
 
 
+def optional_metrics_notice() -> None:
+    """One line on stderr per run when SSIMULACRA2 cannot be computed, so that its n/a in the
+    reports reads as "not installed" rather than as a failure."""
+    reason = metrics.ssimulacra2_unavailable()
+    if reason is not None:
+        notice(f"bench: {reason}, SSIMULACRA2 skipped (pip install 'flowcodec-cli[metrics]')")
+
+
 def quality(original: np.ndarray, decoded: np.ndarray) -> dict:
-    """PSNR and MS-SSIM of a decoded image; a lossless decode has PSNR None (JSON has no inf)
-    and `psnr_lossless` set."""
+    """PSNR, MS-SSIM and SSIMULACRA2 of a decoded image; a lossless decode has PSNR None (JSON
+    has no inf) and `psnr_lossless` set; SSIMULACRA2 is None without the `metrics` extra."""
     if decoded.shape != original.shape or decoded.dtype != np.uint8:
         raise ValueError(f"decoded image has shape {decoded.shape} {decoded.dtype}, "
                          f"expected {original.shape} uint8")
@@ -53,7 +63,8 @@ def quality(original: np.ndarray, decoded: np.ndarray) -> dict:
     ssim = metrics.ms_ssim(original, decoded)
     return {"psnr": None if not math.isfinite(psnr) else float(psnr),
             "psnr_lossless": psnr == float("inf"),
-            "ms_ssim": ssim, "ms_ssim_db": ms_ssim_db(ssim)}
+            "ms_ssim": ssim, "ms_ssim_db": ms_ssim_db(ssim),
+            "ssimulacra2": metrics.ssimulacra2(original, decoded)}
 
 
 def timing(encode_s: float, decode_s: float, pixels: int) -> dict:
@@ -73,12 +84,13 @@ def measure_model(codec: Codec, beta: float, image: BenchImage, device: str,
     from flowcodec_cli.codec import fcx
     from flowcodec_cli.files.images import Picture
     model = neural.LoadedCodec.get(codec.key).model
+    effort = max(codec.effort, model.min_effort)  # what the encoder runs at (dsc-joint: >= 1)
     side_picture = None if side is None else Picture(side, None, fcx.LAYOUT_RGB)
     picture = Picture(image.rgb, None, fcx.LAYOUT_RGB)
     start = time.perf_counter()
     data, stats = neural.encode(picture, beta, codec.key, device=device,
                                 side_info=side_picture if model.side_info_at_encoder else None,
-                                effort=codec.effort)
+                                effort=effort)
     encode_s = time.perf_counter() - start
     path = workdir / f"{Path(image.name).stem}-{codec.key}-{setting_name(beta)}.fcx"
     path.write_bytes(data)
@@ -91,7 +103,7 @@ def measure_model(codec: Codec, beta: float, image: BenchImage, device: str,
     pixels = image.pixels
     point = {
         "network_beta": stats.network_beta,
-        "effort": codec.effort,
+        "effort": effort,
         "bytes": file_bytes,
         "bpp_file": 8.0 * file_bytes / pixels,
         "payload_bits": int(stats.payload_bits),

@@ -73,15 +73,34 @@ def _draw(ax, series: list[tuple], index: int, ylabel: str, xmax: float) -> None
     ax.legend(fontsize=7, loc="best")
 
 
-def plot(doc: dict, path: Path) -> Path | None:
-    """rd.png: PSNR vs bpp and MS-SSIM (dB) vs bpp. None, with a notice, without matplotlib."""
+def pyplot(figure_name: str):
+    """matplotlib.pyplot on the Agg backend, or None with a one-line notice that `figure_name`
+    is skipped: matplotlib is an optional extra of every bench mode."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        notice("bench: matplotlib is not installed, rd.png skipped "
+        notice(f"bench: matplotlib is not installed, {figure_name} skipped "
                "(pip install 'flowcodec-cli[bench]')")
+        return None
+    return plt
+
+
+def save_figure(plt, fig, path: Path) -> Path:
+    """Write the figure as a PNG atomically, and free it."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=130)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot(doc: dict, path: Path) -> Path | None:
+    """rd.png: PSNR vs bpp and MS-SSIM (dB) vs bpp. None, with a notice, without matplotlib."""
+    plt = pyplot("rd.png")
+    if plt is None:
         return None
 
     series = _series(doc)
@@ -95,9 +114,4 @@ def plot(doc: dict, path: Path) -> Path | None:
                  f"{Path(cfg['directory']).name}, "
                  f"mean of per-image values (published curves: 24 Kodak images)", fontsize=10)
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=130)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)

@@ -71,7 +71,12 @@ def _header(doc: dict) -> list[str]:
         "Conventions: bpp = 8·bytes/(H·W) of the complete file (the `.fcx` container included "
         "for our models, the encoded byte string for classical codecs). PSNR-RGB on the 8-bit "
         "images; MS-SSIM-RGB (5 scales, data range 255), also shown in dB as "
-        "−10·log10(1 − MS-SSIM). A curve point is the mean over images of per-image values "
+        "−10·log10(1 − MS-SSIM). SSIMULACRA2: 100 = identical, 90 visually lossless, 70 high, "
+        "50 medium, 30 low quality; n/a where the `metrics` extra (the ssimulacra2 package) was "
+        "not installed when the point was measured (cached points keep the metrics they were "
+        "measured with). LPIPS is not reported: it needs network weights downloaded at run "
+        "time, which flowcodec does not do. A curve point is the mean over images of per-image "
+        "values "
         "(the convention of the published anchors); times are medians over images, without "
         "the warm-up job of each codec (the first one run, which includes model loading).",
     ]
@@ -92,29 +97,44 @@ def _rate_distortion(doc: dict) -> list[str]:
         out += [f"### {curve['name']}", "", curve["description"], ""]
         if curve["kind"] == "model":
             headers = ["β", "network β", "bpp (file)", "bpp payload", "bpp estimate",
-                       "payload/estimate", "PSNR dB", "MS-SSIM", "MS-SSIM dB", "enc s", "dec s"]
+                       "payload/estimate", "PSNR dB", "MS-SSIM", "MS-SSIM dB", "SSIMULACRA2",
+                       "enc s", "dec s"]
             rows = [[f"{r['setting']:g}", f"{r['network_beta']:g}", fmt(r["bpp"], 4),
                      fmt(r["bpp_payload"], 4), fmt(r["bpp_estimated"], 4),
                      fmt(r["payload_over_estimate"], 4), fmt(r["psnr"], 2),
                      fmt(r["ms_ssim"], 4), fmt(r["ms_ssim_db"], 2),
+                     fmt(r.get("ssimulacra2"), 2),
                      fmt(r["median_encode_s"], 3), fmt(r["median_decode_s"], 3)]
                     for r in curve["points"]]
         else:
             headers = [curve["setting_kind"], "bpp", "PSNR dB", "MS-SSIM", "MS-SSIM dB",
-                       "enc s", "dec s"]
+                       "SSIMULACRA2", "enc s", "dec s"]
             rows = [[f"{r['setting']:g}", fmt(r["bpp"], 4), fmt(r["psnr"], 2),
-                     fmt(r["ms_ssim"], 4), fmt(r["ms_ssim_db"], 2),
+                     fmt(r["ms_ssim"], 4), fmt(r["ms_ssim_db"], 2), fmt(r.get("ssimulacra2"), 2),
                      fmt(r["median_encode_s"], 4), fmt(r["median_decode_s"], 4)]
                     for r in curve["points"]]
         out += [table(headers, rows), ""]
     return out
 
 
-def _bd_cells(entry: dict, method: str) -> list[str]:
-    """One BD table row: the reference, then BD-rate and BD-quality for PSNR and MS-SSIM dB,
+BD_COLUMNS = {"psnr": ["BD-rate (PSNR)", "BD-PSNR dB"],
+              "ms_ssim_db": ["BD-rate (MS-SSIM)", "BD-MS-SSIM dB"],
+              "ssimulacra2": ["BD-rate (SSIMULACRA2)", "BD-SSIMULACRA2"]}
+
+
+def _bd_metrics(doc: dict) -> list[str]:
+    """The metrics of the BD tables: SSIMULACRA2 only when some figure has it, since no shipped
+    reference does and a run without the `metrics` extra would add two columns of n/a."""
+    def has(metric: str) -> bool:  # bd_pair leaves the method None when a curve lacks it
+        return any(e.get(metric, {}).get("method") is not None for e in doc["bd"])
+    return [m for m in BD_COLUMNS if m != "ssimulacra2" or has(m)]
+
+
+def _bd_cells(entry: dict, method: str, bd_metrics: list[str]) -> list[str]:
+    """One BD table row: the reference, then BD-rate and BD-quality for each of `bd_metrics`,
     marked † where a cubic run fell back to pchip."""
     cells = [entry["reference_name"] + f" (`{entry['reference']}`)", entry["reference_group"]]
-    for metric in ("psnr", "ms_ssim_db"):
+    for metric in bd_metrics:
         bd = entry[metric]
         mark = "†" if method == "cubic" and bd["method"] == "pchip" else ""
         cells += [fmt(bd["bd_rate_pct"], 1, signed=True)
@@ -132,15 +152,19 @@ def _bjontegaard(doc: dict) -> list[str]:
               " (piecewise cubic Hermite interpolation)")
            + ". BD-rate: average rate difference at equal quality, negative = fewer bits than "
              "the reference. BD-PSNR / BD-MS-SSIM: average quality gain at equal rate in dB, "
-             "positive = better. MS-SSIM figures use MS-SSIM in dB. n/a: the metric is not "
+             "positive = better. MS-SSIM figures use MS-SSIM in dB; BD-SSIMULACRA2 is in score "
+             "points (shown only when the run measured SSIMULACRA2, and n/a against the "
+             "published and reference curves, which do not have it). n/a: the metric is not "
              "published for that curve, or the curves do not overlap.", ""]
+    bd_metrics = _bd_metrics(doc)
+    headers = ["reference", "group"] + [h for m in bd_metrics for h in BD_COLUMNS[m]]
     for key, curve in doc["curves"].items():
         if curve["kind"] != "model":
             continue
         out += [f"### {curve['name']} against each reference", ""]
-        rows = [_bd_cells(entry, method) for entry in doc["bd"] if entry["curve"] == key]
-        out += [table(["reference", "group", "BD-rate (PSNR)", "BD-PSNR dB",
-                       "BD-rate (MS-SSIM)", "BD-MS-SSIM dB"], rows), ""]
+        rows = [_bd_cells(entry, method, bd_metrics) for entry in doc["bd"]
+                if entry["curve"] == key]
+        out += [table(headers, rows), ""]
     return out
 
 

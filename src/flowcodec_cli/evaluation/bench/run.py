@@ -56,12 +56,15 @@ def _check_options(models, betas, codecs, no_classical, settings, images, thread
     check_count(images, "--images")
     check_count(threads, "--threads")
     betas = check_betas(betas)
-    models = ([n for n, e in zoo.REGISTRY.items() if not e.stereo] if models is None
-              else list(models))
+    models = ([n for n, e in zoo.REGISTRY.items() if not e.stereo and not e.channel]
+              if models is None else list(models))
     for name in models:
         if name in zoo.REGISTRY and zoo.REGISTRY[name].stereo:
             raise BenchUsageError(f"--models: {name!r} is a side-information model: "
                                   "benchmark it on stereo pairs with --stereo")
+        if name in zoo.REGISTRY and zoo.REGISTRY[name].channel:
+            raise BenchUsageError(f"--models: {name!r} is a channel (JSCC) model: "
+                                  "benchmark it with --channel")
     classical_names = [] if no_classical else (
         [c.name for c in classical.CODECS] if codecs is None else list(codecs))
     overrides = dict(settings or {})
@@ -177,6 +180,7 @@ def run(directory, *, models: list[str] | None = None, betas: tuple[float, ...] 
     planned_models = plan_models(models, betas, device, effort)
     planned_classical = plan_classical(classical_names, overrides)
     _set_up_torch(threads, device, bool(planned_models))
+    measure.optional_metrics_notice()
 
     errors: list[tuple[str, BaseException]] = []
     bench_images = read_images(paths, errors)

@@ -1,16 +1,19 @@
 """`flowcodec bench DIR --stereo`: the side-information codecs on stereo pairs, with real files.
 
-DIR holds `left/NAME` and `right/NAME`. Each left view is coded; the right view is the side
-information. Three curves, as in the neural DSC paper (seed 004):
+DIR holds `left/NAME` and `right/NAME` (pairs of any size; both views of a pair the same
+size). Each left view is coded; the right view is the side information. Four curves:
 
-* separate    — no side information anywhere (`dsc-separate`: the hyperprior fine-tuned on the
-                same pairs for the same steps, so the comparison is not about training time)
+* default     — what a user without a second view runs: the shipped default model
+* separate    — no side information anywhere (`dsc-separate`: the same codec trained on the same
+                pairs for the same steps, so the comparison is not about training)
 * distributed — side information at the decoder only (`dsc`, the product)
 * joint       — side information at the encoder too (`dsc-joint`, the upper bound)
 
-and the BD-rates between them. For models that decode with side information, every file is also
-decoded with a *wrong* side image (the right view of the next pair, resized to fit): the decode
-must still give a valid picture, and its PSNR shows how much the model leans on the side view.
+and the BD-rates between them; the headline is `dsc` against the default model, the user's
+question ("does decoding with my second view make files smaller at equal quality?"). For models
+that decode with side information, every file is also decoded with a *wrong* side image (the
+right view of the next pair, resized to fit): the decode must still give a valid picture, and the
+curve of those PSNRs at the same rates ("dsc, wrong side") shows what a wrong view costs.
 Points are not cached: the stereo sets are small.
 """
 
@@ -26,12 +29,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from flowcodec_cli import zoo
 from flowcodec_cli.evaluation.bench.curves import bd_pair, build_curves, curve_points
 from flowcodec_cli.evaluation.bench.environment import environment
 from flowcodec_cli.evaluation.bench.failures import attempt, describe, notice
 from flowcodec_cli.evaluation.bench.formatting import fmt, table
 from flowcodec_cli.evaluation.bench.images import BenchImage, read_rgb
-from flowcodec_cli.evaluation.bench.measure import measure_model, peak_rss_mib, quality
+from flowcodec_cli.codec.picture import psnr
+from flowcodec_cli.evaluation.bench.measure import measure_model, optional_metrics_notice, peak_rss_mib
 from flowcodec_cli.evaluation.bench.options import BenchUsageError, check_count
 from flowcodec_cli.evaluation.bench.plan import Codec, plan_models
 from flowcodec_cli.evaluation.bench.report import write_text
@@ -39,9 +44,12 @@ from flowcodec_cli.evaluation.bench.run import BenchResult
 from flowcodec_cli.files.images import Picture, stereo_pairs  # after bench.images: see there
 
 FORMAT = "flowcodec-bench-stereo/1"
-ROLES = {"dsc-separate": "separate", "dsc": "distributed", "dsc-joint": "joint"}
+ROLES = {zoo.DEFAULT_MODEL: "default", "dsc-separate": "separate", "dsc": "distributed",
+         "dsc-joint": "joint"}
 DEFAULT_MODELS = tuple(ROLES)
-STEREO_BETAS = (0.0008, 0.002, 0.005, 0.012, 0.03, 0.08)
+STEREO_BETAS = (0.001, 0.0025, 0.006, 0.015, 0.035)
+"""Inside every stereo model's β range; about 0.15 to 1.5 bpp on the Middlebury pairs."""
+WRONG = " (wrong side)"
 
 
 def list_pairs(directory: Path, limit: int | None) -> list[tuple[str, Path, Path]]:
@@ -72,7 +80,7 @@ def measure_pair(codec: Codec, beta: float, name: str, sha: str, left: np.ndarra
     if neural.LoadedCodec.get(codec.key).model.side_info_at_decoder:
         wrong = wrong_side(other, *left.shape[:2])
         garbled = neural.decode(data, side_info=Picture(wrong, None, fcx.LAYOUT_RGB))
-        point["psnr_wrong_side"] = quality(left, garbled.rgb)["psnr"]
+        point["psnr_wrong_side"] = psnr(left, garbled.rgb)  # the loss, not the full metrics
     return point
 
 
@@ -133,18 +141,42 @@ def _stereo_curves(planned: list[Codec], points: list[dict], n_pairs: int) -> di
     return curves
 
 
-def _bd_between(curves: dict[str, dict], method: str) -> list[dict]:
-    """BD figures of every curve against every other one."""
-    bd = []
+def _wrong_side_curves(curves: dict[str, dict]) -> dict[str, dict]:
+    """For each side-information curve, the same files decoded with the wrong side image: the
+    same rates, the wrong-side PSNRs (for BD-rate against the other curves)."""
+    wrong = {}
     for key, curve in curves.items():
+        rows = curve["points"]
+        if rows and all(r["psnr_wrong_side"] is not None for r in rows):
+            wrong[key + WRONG] = {"points": [{"bpp": r["bpp"], "psnr": r["psnr_wrong_side"],
+                                              "ms_ssim_db": None} for r in rows]}
+    return wrong
+
+
+def _bd_between(curves: dict[str, dict], method: str) -> list[dict]:
+    """BD figures of every curve against every other one, and of each wrong-side curve against
+    the curves measured with no or the right side information."""
+    bd = []
+    wrong = _wrong_side_curves(curves)
+    for key, curve in {**curves, **wrong}.items():
         for ref_key, ref in curves.items():
-            if ref_key != key:
+            if ref_key != key and not key.startswith(ref_key + WRONG):
                 bd.append({"curve": key, "reference": ref_key,
                            "psnr": bd_pair(curve_points(curve, "psnr"),
                                            curve_points(ref, "psnr"), method),
                            "ms_ssim_db": bd_pair(curve_points(curve, "ms_ssim_db"),
                                                  curve_points(ref, "ms_ssim_db"), method)})
     return bd
+
+
+def headline(doc: dict) -> list[dict]:
+    """The figures a user with a second view asks for, from the BD table: `dsc` (right and wrong
+    side view) and `dsc-joint` against the default model and against `dsc-separate`."""
+    wanted = [("dsc", zoo.DEFAULT_MODEL), ("dsc", "dsc-separate"),
+              ("dsc" + WRONG, zoo.DEFAULT_MODEL), ("dsc-joint", zoo.DEFAULT_MODEL),
+              ("dsc-joint", "dsc")]
+    found = {(f["curve"], f["reference"]): f for f in doc["bd"]}
+    return [found[pair] for pair in wanted if pair in found]
 
 
 def run_stereo(directory, *, models: list[str] | None = None,
@@ -161,6 +193,7 @@ def run_stereo(directory, *, models: list[str] | None = None,
         torch.set_num_threads(threads)
 
     errors: list[tuple[str, BaseException]] = []
+    optional_metrics_notice()
     loaded = _read_pairs(pairs, errors)
     if not loaded:
         raise BenchUsageError(f"{directory}: no readable pairs")
@@ -201,6 +234,10 @@ def markdown(doc: dict) -> str:
                 for r in curve["points"]]
         lines += [table(["β", "bpp", "PSNR dB", "MS-SSIM dB", "PSNR, wrong side", "enc s",
                          "dec s"], rows), ""]
+    lines += ["## What side information buys", "",
+              table(["curve", "against", "BD-rate PSNR", "BD-PSNR dB"],
+                    [[f["curve"], f["reference"], fmt(f["psnr"]["bd_rate_pct"], 1, True),
+                      fmt(f["psnr"]["bd_quality_db"], 2, True)] for f in headline(doc)]), ""]
     lines += ["## BD-rate between the curves", "",
               table(["curve", "against", "BD-rate PSNR", "BD-PSNR dB", "BD-rate MS-SSIM"],
                     [[f["curve"], f["reference"], fmt(f["psnr"]["bd_rate_pct"], 1, True),
