@@ -56,7 +56,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="5c9548c5bd60a902f6f4c9d9cf33aeff61fb138d2a854b870cf62f581a58909d",
+    sha256="209e2e35d634e6ae325a05a106a16d644455dfa28503f82326632db36a909162",
 ))
 
 # The side-information family (bench --stereo), built on the flow codec. dsc is the distributed
@@ -69,7 +69,7 @@ _register(ZooEntry(
     name="dsc",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="0ed8dc4c1867bd9df0cdfa879c34cbebe6034927451742afbc61776c26a549e1",
+    sha256="43e03cb2e4733139eab8c3d734529476ffbc9da6e009896409aa8eb25db66bfc",
     stereo=True,
 ))
 
@@ -77,7 +77,7 @@ _register(ZooEntry(
     name="dsc-joint",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="0ed8dc4c1867bd9df0cdfa879c34cbebe6034927451742afbc61776c26a549e1",
+    sha256="43e03cb2e4733139eab8c3d734529476ffbc9da6e009896409aa8eb25db66bfc",
     stereo=True,
     config=(("mode", "joint"),),
 ))
@@ -86,7 +86,7 @@ _register(ZooEntry(
     name="dsc-separate",
     architecture="flow",
     file="flow.safetensors",
-    sha256="5c9548c5bd60a902f6f4c9d9cf33aeff61fb138d2a854b870cf62f581a58909d",
+    sha256="209e2e35d634e6ae325a05a106a16d644455dfa28503f82326632db36a909162",
     stereo=True,
 ))
 
