@@ -42,6 +42,7 @@ class EncodeStats:
     estimated_bits: float   # the model's information content of the coded symbols
     payload_bits: int       # the range-coded streams as written (without container overhead)
     network_beta: float     # the β the network ran at (the header's β), see operating_points.py
+    effort: int = 0         # the effort the encoder ran at (≥ the model's min_effort)
 
 
 class _OneDnnOff:
@@ -107,7 +108,8 @@ def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL, d
     payload = 8 * sum(len(s) for s in streams)
     if picture.alpha is not None:
         streams.append(zlib.compress(np.ascontiguousarray(picture.alpha).tobytes(), 9))
-    return fcx.pack(fcx.Container(header, streams)), EncodeStats(estimate, payload, header.beta)
+    return fcx.pack(fcx.Container(header, streams)), EncodeStats(estimate, payload, header.beta,
+                                                                 effort)
 
 
 @deterministic

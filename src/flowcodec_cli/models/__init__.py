@@ -1,4 +1,5 @@
-"""The models: one file per architecture (flow, hyperprior, side_info, channel), the base class
+"""The models: one file per architecture (flow, hyperprior, flow_side_info,
+channel), the base class
 and the entropy-model component every model shares, and their building blocks (`layers/`). This
 file is the registry: one name per architecture. Imports only torch; never codec, training or evaluation."""
 

@@ -25,9 +25,10 @@ from the side view)::
   hyperprior-based models. The block's mean absolute difference at the chosen disparity says
   where the views agree: agreement = exp(−cost / `agreement_scale`), which both networks see.
 
-Training minimizes D(x, x̂(ŷ, s)) + β·R(ŷ) with the encoder (the flow itself) blind to s and
-trained jointly: the distributed objective, under which the flow may learn to spend fewer bits on
-what the decoder can borrow. The probability tables come from ẑ (and earlier slices of ŷ) only,
+Training minimizes D(x, x̂(ŷ, s)) + β·R(ŷ) with the encoder (the flow itself) blind to s: the
+distributed objective. The shipped side stage trained on the frozen flow (`--train-only`), so
+only the decoder learned; training the flow with it too would let the encoder learn to spend
+fewer bits on what the decoder can borrow (not done yet). The probability tables come from ẑ (and earlier slices of ŷ) only,
 so a wrong or missing side view can never desynchronize the range decoder.
 
 Joint mode (`dsc-joint`, the upper bound): the same weights and decoder, and an encoder that sees

@@ -251,7 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="start from these weights (.safetensors, e.g. weights/flow.safetensors) "
                         "instead of a random init; ignored when --run-dir has a checkpoint")
     p.add_argument("--train-only", nargs="*", default=[], metavar="PART",
-                   help="train only these top-level parts (e.g. matcher latent_pull fusion); the "
+                   help="train only these top-level parts (e.g. latent_pull fusion); the "
                         "rest stays frozen")
     p.add_argument("--data", nargs="+", required=True, help="image folders (searched recursively)")
     p.add_argument("--run-dir", required=True, help="checkpoint and log folder; resumes if it has one")

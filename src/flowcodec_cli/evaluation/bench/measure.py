@@ -84,13 +84,12 @@ def measure_model(codec: Codec, beta: float, image: BenchImage, device: str,
     from flowcodec_cli.codec import fcx
     from flowcodec_cli.files.images import Picture
     model = neural.LoadedCodec.get(codec.key).model
-    effort = max(codec.effort, model.min_effort)  # what the encoder runs at (dsc-joint: >= 1)
     side_picture = None if side is None else Picture(side, None, fcx.LAYOUT_RGB)
     picture = Picture(image.rgb, None, fcx.LAYOUT_RGB)
     start = time.perf_counter()
     data, stats = neural.encode(picture, beta, codec.key, device=device,
                                 side_info=side_picture if model.side_info_at_encoder else None,
-                                effort=effort)
+                                effort=codec.effort)
     encode_s = time.perf_counter() - start
     path = workdir / f"{Path(image.name).stem}-{codec.key}-{setting_name(beta)}.fcx"
     path.write_bytes(data)
@@ -103,7 +102,7 @@ def measure_model(codec: Codec, beta: float, image: BenchImage, device: str,
     pixels = image.pixels
     point = {
         "network_beta": stats.network_beta,
-        "effort": effort,
+        "effort": stats.effort,  # what the encoder ran at (dsc-joint: at least 1)
         "bytes": file_bytes,
         "bpp_file": 8.0 * file_bytes / pixels,
         "payload_bits": int(stats.payload_bits),

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from flowcodec_cli import zoo
-from flowcodec_cli.evaluation.bench.curves import bd_pair, build_curves, curve_points
+from flowcodec_cli.evaluation.bench.curves import BD_METRICS, bd_pair, build_curves, curve_points
 from flowcodec_cli.evaluation.bench.environment import environment
 from flowcodec_cli.evaluation.bench.failures import attempt, describe, notice
 from flowcodec_cli.evaluation.bench.formatting import fmt, table
@@ -149,7 +149,8 @@ def _wrong_side_curves(curves: dict[str, dict]) -> dict[str, dict]:
         rows = curve["points"]
         if rows and all(r["psnr_wrong_side"] is not None for r in rows):
             wrong[key + WRONG] = {"points": [{"bpp": r["bpp"], "psnr": r["psnr_wrong_side"],
-                                              "ms_ssim_db": None} for r in rows]}
+                                              "ms_ssim_db": None, "ssimulacra2": None}
+                                             for r in rows]}
     return wrong
 
 
@@ -162,10 +163,9 @@ def _bd_between(curves: dict[str, dict], method: str) -> list[dict]:
         for ref_key, ref in curves.items():
             if ref_key != key and not key.startswith(ref_key + WRONG):
                 bd.append({"curve": key, "reference": ref_key,
-                           "psnr": bd_pair(curve_points(curve, "psnr"),
-                                           curve_points(ref, "psnr"), method),
-                           "ms_ssim_db": bd_pair(curve_points(curve, "ms_ssim_db"),
-                                                 curve_points(ref, "ms_ssim_db"), method)})
+                           **{metric: bd_pair(curve_points(curve, metric),
+                                              curve_points(ref, metric), method)
+                              for metric in BD_METRICS}})
     return bd
 
 
