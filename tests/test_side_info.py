@@ -177,13 +177,15 @@ def test_stereo_bench_reports_the_default_model_and_the_wrong_side(tmp_path):
     for view in ("left", "right"):
         (pairs / view).mkdir(parents=True)
         for name in (NAME, "other.png"):
-            source = NAME if name == NAME else sorted(p.name for p in (PAIRS / view).iterdir())[-1]
+            source = NAME if name == NAME else next(p.name for p in sorted((PAIRS / view).iterdir())
+                                                    if p.name != NAME)  # another scene
             image = Image.open(PAIRS / view / source).convert("RGB")
             image.crop((3, 5, 104, 82)).save(pairs / view / name)
-    result = bench_stereo.run_stereo(pairs, betas=(0.003, 0.03), threads=1,
-                                     report_dir=tmp_path, quiet=True)
+    result = bench_stereo.run_stereo(pairs, betas=(0.003, 0.03), threads=1, report_dir=tmp_path,
+                                     quiet=True, cache_dir=tmp_path / "cache")
     doc = result.document
     assert not result.errors
+    assert doc["config"]["jobs_run"] == doc["config"]["jobs"] == 4 * 2 * 2
     assert set(doc["curves"]) == {zoo.DEFAULT_MODEL, "dsc-separate", "dsc", "dsc-joint"}
     assert doc["curves"]["dsc"]["role"] == "distributed"
     assert doc["curves"][zoo.DEFAULT_MODEL]["role"] == "default"
@@ -197,6 +199,11 @@ def test_stereo_bench_reports_the_default_model_and_the_wrong_side(tmp_path):
         ("dsc", zoo.DEFAULT_MODEL), ("dsc", "dsc-separate")]
     report = (tmp_path / "stereo.md").read_text()
     assert report.startswith("# Side information") and "## What side information buys" in report
+    # an interrupted or repeated run reuses every point (dsc-joint encodes are slow)
+    again = bench_stereo.run_stereo(pairs, betas=(0.003, 0.03), threads=1, report_dir=tmp_path,
+                                    quiet=True, cache_dir=tmp_path / "cache").document
+    assert again["config"]["jobs_cached"] == 16 and again["config"]["jobs_run"] == 0
+    assert again["bd"] == doc["bd"]
 
 
 def test_kodak_bench_leaves_side_info_models_out():

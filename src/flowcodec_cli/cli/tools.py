@@ -101,7 +101,8 @@ def bench(directory, models, betas, codecs, no_classical, setting_overrides, ima
             result = bench_stereo.run_stereo(
                 directory, models=benchmark.parse_names(models),
                 betas=benchmark.parse_floats(betas, "--betas"), images=images, threads=threads,
-                report_dir=report_dir, json_path=json_path, quiet=quiet, bd_method=bd_method)
+                report_dir=report_dir, json_path=json_path, quiet=quiet, bd_method=bd_method,
+                cache_dir=cache_dir)
         else:
             result = benchmark.run(
                 directory, models=benchmark.parse_names(models),

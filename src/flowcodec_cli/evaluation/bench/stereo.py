@@ -14,7 +14,8 @@ question ("does decoding with my second view make files smaller at equal quality
 that decode with side information, every file is also decoded with a *wrong* side image (the
 right view of the next pair, resized to fit): the decode must still give a valid picture, and the
 curve of those PSNRs at the same rates ("dsc, wrong side") shows what a wrong view costs.
-Points are not cached: the stereo sets are small.
+Points are cached like bench's (cache.py), keyed by the pair and the wrong side image's pair, so
+an interrupted run (dsc-joint encodes take tens of seconds) resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from flowcodec_cli import zoo
+from flowcodec_cli.evaluation.bench.cache import cache_key, cache_load, cache_path, cache_store
 from flowcodec_cli.evaluation.bench.curves import BD_METRICS, bd_pair, build_curves, curve_points
 from flowcodec_cli.evaluation.bench.environment import environment
 from flowcodec_cli.evaluation.bench.failures import attempt, describe, notice
@@ -103,30 +105,52 @@ def _read_pairs(pairs: list, errors: list) -> list[tuple[str, np.ndarray, np.nda
     return loaded
 
 
-def _measure_pairs(planned: list[Codec], loaded: list, errors: list, quiet: bool) -> list[dict]:
-    """Every (model, β, pair) point, with a progress bar on stderr."""
+def _job_image(loaded: list, i: int) -> BenchImage:
+    """Pair i as a cache key: the left view named by the samples of both views and of the wrong
+    side image's source (the next pair's right view), all of which its point depends on."""
+    name, left, _, sha = loaded[i]
+    other_sha = loaded[(i + 1) % len(loaded)][3]
+    key = hashlib.sha256(f"stereo:{sha}:{other_sha}".encode()).hexdigest()
+    return BenchImage(name, Path(name), key, left)
+
+
+def _measure_pairs(planned: list[Codec], loaded: list, errors: list, quiet: bool,
+                   cache_dir: Path) -> tuple[list[dict], int]:
+    """Every (model, β, pair) point, from the cache or measured (with a progress bar on
+    stderr), and how many were measured."""
     from tqdm import tqdm
     jobs = [(c, b, i) for c in planned for b in c.settings for i in range(len(loaded))]
-    points, warmed = [], set()
+    points, warmed, measured_count = [], set(), 0
     bar = tqdm(total=len(jobs), disable=quiet, unit="job", file=sys.stderr, dynamic_ncols=True)
     try:
         with tempfile.TemporaryDirectory(prefix="flowcodec-stereo-") as tmp:
             for codec, beta, i in jobs:
                 name, left, right, sha = loaded[i]
-                other = loaded[(i + 1) % len(loaded)][2]
+                image = _job_image(loaded, i)
+                path, key = cache_path(cache_dir, codec, beta, image), cache_key(codec, beta, image)
                 bar.set_description(f"{codec.key} {beta:g}", refresh=False)
-                job = partial(measure_pair, codec, beta, name, sha, left, right, other, Path(tmp))
-                measured = attempt(f"{name}: {codec.key} at β {beta:g}", job, errors)
-                if measured is not None:
-                    points.append({"codec": codec.key, "kind": "model", "setting": float(beta),
-                                   "image": name, "pair_sha256": sha, **measured,
-                                   "warmup": codec.key not in warmed,
-                                   "rss_after_mib": peak_rss_mib()})
-                    warmed.add(codec.key)
+                point = cache_load(path, key)
+                if point is None:
+                    other = loaded[(i + 1) % len(loaded)][2]
+                    job = partial(measure_pair, codec, beta, name, sha, left, right, other, Path(tmp))
+                    measured = attempt(f"{name}: {codec.key} at β {beta:g}", job, errors)
+                    if measured is not None:
+                        point = {"codec": codec.key, "kind": "model", "setting": float(beta),
+                                 "image": name, "pair_sha256": sha, **measured,
+                                 "warmup": codec.key not in warmed,
+                                 "rss_after_mib": peak_rss_mib()}
+                        warmed.add(codec.key)
+                        measured_count += 1
+                        cache_store(path, key, point)
+                        point = {**point, "cached": False}
+                else:
+                    point = {**point, "image": name, "cached": True}
+                if point is not None:
+                    points.append(point)
                 bar.update(1)
     finally:
         bar.close()
-    return points
+    return points, measured_count
 
 
 def _stereo_curves(planned: list[Codec], points: list[dict], n_pairs: int) -> dict[str, dict]:
@@ -182,7 +206,8 @@ def headline(doc: dict) -> list[dict]:
 def run_stereo(directory, *, models: list[str] | None = None,
                betas: tuple[float, ...] | None = None, images: int | None = None,
                threads: int | None = None, report_dir="bench-results", json_path=None,
-               quiet: bool = False, bd_method: str = "cubic") -> BenchResult:
+               quiet: bool = False, bd_method: str = "cubic",
+               cache_dir=".bench_cache") -> BenchResult:
     """Run the stereo benchmark and write stereo.json (or `json_path`) and stereo.md."""
     import torch
     models = list(DEFAULT_MODELS if models is None else models)
@@ -197,7 +222,7 @@ def run_stereo(directory, *, models: list[str] | None = None,
     loaded = _read_pairs(pairs, errors)
     if not loaded:
         raise BenchUsageError(f"{directory}: no readable pairs")
-    points = _measure_pairs(planned, loaded, errors, quiet)
+    points, measured = _measure_pairs(planned, loaded, errors, quiet, Path(cache_dir))
     curves = _stereo_curves(planned, points, len(loaded))
     document = {
         "format": FORMAT,
@@ -205,7 +230,9 @@ def run_stereo(directory, *, models: list[str] | None = None,
         "config": {"directory": str(directory), "pairs": [p[0] for p in loaded],
                    "models": [c.key for c in planned],
                    "betas": {c.key: list(c.settings) for c in planned},
-                   "bd_method": bd_method, "wrong_side": "right view of the next pair, resized"},
+                   "bd_method": bd_method, "wrong_side": "right view of the next pair, resized",
+                   "cache_dir": str(cache_dir), "jobs": len(points), "jobs_run": measured,
+                   "jobs_cached": len(points) - measured},
         "points": points, "curves": curves, "bd": _bd_between(curves, bd_method),
         "errors": [f"{what}: {describe(exc)}" for what, exc in errors],
     }
