@@ -1,5 +1,5 @@
 """The models: one file per architecture (flow, hyperprior, flow_side_info,
-channel), the base class
+channel, vqvae), the base class
 and the entropy-model component every model shares, and their building blocks (`layers/`). This
 file is the registry: one name per architecture. Imports only torch; never codec, training or evaluation."""
 
@@ -9,6 +9,7 @@ from flowcodec_cli.models.channel import ChannelCodec
 from flowcodec_cli.models.flow import FlowCodec
 from flowcodec_cli.models.flow_side_info import FlowSideInfoCodec
 from flowcodec_cli.models.hyperprior import HyperpriorCodec
+from flowcodec_cli.models.vqvae import VQVAECodec
 
 MODEL_CLASSES: dict[str, type] = {}
 
@@ -24,6 +25,7 @@ register(HyperpriorCodec)
 register(FlowCodec)
 register(FlowSideInfoCodec)
 register(ChannelCodec)
+register(VQVAECodec)
 
 
 def build_model(name: str, config: dict | None = None):

@@ -19,6 +19,10 @@ The whole contract with the coding core (`codec/pipeline.py`) is:
 Training replaces rounding by additive noise for the rate; what the synthesis sees in training
 is the model's choice (`synthesis_input`). Every model is trained for one objective, `lagrangian`
 (L = D + β·R), which the encoder's refinement (`codec/refine.py`) minimizes too.
+
+The VQ-VAE baseline (`vqvae.py`) is the one model outside this contract: its latents are code
+indices with their own prior, not a gained y on an integer grid. It keeps what the training loop
+reads (`name`, `config`, `stride`, the side-information flags, `forward`'s dict).
 """
 
 from __future__ import annotations
