@@ -90,6 +90,14 @@ _register(ZooEntry(
     stereo=True,
 ))
 
+# The VQ-VAE baseline (models/vqvae.py, coded by codec/indices.py) has no entry until trained
+# weights ship; an entry is all it then takes (encode, decode, bench, bench --stereo). The
+# conditional variant is the same architecture whose file's config has side_info true, marked
+# stereo like the dsc family:
+#   _register(ZooEntry(name="vqvae", architecture="vqvae", file="vqvae.safetensors", sha256=…))
+#   _register(ZooEntry(name="vqvae-side", architecture="vqvae", file="vqvae-side.safetensors",
+#                      sha256=…, stereo=True))
+
 DEFAULT_MODEL = "flow"
 """The model `encode` uses without --model: the flow codec, the better of the two on Kodak
 (BD-rate -2.3% against the hyperprior codec in docs/bench.json), at about twice its CPU time."""

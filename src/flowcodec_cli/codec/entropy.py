@@ -16,6 +16,11 @@ enough for all components (4.5 σ), plus one escape symbol. An escaped value is 
 
 Coding order (the decoder mirrors it): elements grouped by window size, smallest first, in
 raster order inside a group; then the escaped values in the same order.
+
+The same streams also take integer categorical tables (`categorical.CategoricalTables`, the
+VQ-VAE's code indices): a segment of symbols, each under its own row, in order, through the same
+constriction `Categorical` and the same strict decoder (segments.py decodes a stream of
+segments whose tables depend on the segments before).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import constriction
 import numpy as np
 import torch
 
+from flowcodec_cli.codec.categorical import CategoricalTables
 from flowcodec_cli.errors import CorruptStream, DesyncError  # noqa: F401 - re-exported
 from flowcodec_cli.models import mixture
 
@@ -278,15 +284,40 @@ def _encode_segment(encoder, values: np.ndarray, q: QuantizedMixture) -> None:
         encoder.encode(halves, _UNIFORM_16)
 
 
+def _chunks(tables: CategoricalTables):
+    """(rows, their float64 frequencies) of a categorical segment, TABLE_BUDGET entries at a time
+    (the float copy constriction takes stays bounded; consecutive calls code as one). C order:
+    constriction reads a column-major array's memory as if it were row-major."""
+    count, codes = tables.freqs.shape
+    step = max(1, TABLE_BUDGET // codes)
+    for start in range(0, count, step):
+        rows = slice(start, start + step)
+        yield rows, np.ascontiguousarray(tables.freqs[rows], dtype=np.float64)
+
+
+def _encode_symbols(encoder, symbols: np.ndarray, tables: CategoricalTables) -> None:
+    """Append symbols (N,), symbol i under row i of `tables`, to a range encoder."""
+    symbols = np.asarray(symbols, dtype=np.int64)
+    if symbols.shape != tables.freqs.shape[:1] or np.any(symbols < 0) \
+            or np.any(symbols >= tables.freqs.shape[1]):
+        raise ValueError(f"symbols {symbols.shape} do not fit tables {tables.freqs.shape}")
+    for rows, probabilities in _chunks(tables):
+        encoder.encode(symbols[rows].astype(np.int32), _categorical(), probabilities)
+
+
 class StreamEncoder:
     """One range-coded stream written in segments, each under its own tables (the channel slices
-    of a context model, whose tables depend on the segments before). One segment is `encode`."""
+    of a context model, whose tables depend on the segments before). One segment is `encode`,
+    under snapped mixtures (integer values) or categorical tables (symbols 0 … K−1)."""
 
     def __init__(self):
         self._encoder = constriction.stream.queue.RangeEncoder()
 
-    def encode(self, values: np.ndarray, q: QuantizedMixture) -> None:
-        _encode_segment(self._encoder, values, q)
+    def encode(self, values: np.ndarray, q: QuantizedMixture | CategoricalTables) -> None:
+        if isinstance(q, CategoricalTables):
+            _encode_symbols(self._encoder, values, q)
+        else:
+            _encode_segment(self._encoder, values, q)
 
     def bytes(self) -> bytes:
         return self._encoder.get_compressed().astype("<u4").tobytes()
@@ -318,8 +349,9 @@ class StreamDecoder:
             np.frombuffer(data, dtype="<u4").astype(np.uint32))
         self._check = constriction.stream.queue.RangeEncoder()
 
-    def decode(self, q: QuantizedMixture) -> np.ndarray:
-        """The next segment's integer values (N,) under the snapped mixtures `q`."""
+    def decode(self, q: QuantizedMixture | CategoricalTables) -> np.ndarray:
+        """The next segment's integer values (N,) under the snapped mixtures or categorical
+        tables `q`."""
         try:
             return self._decode_segment(q)
         except (AssertionError, ValueError, RuntimeError, OverflowError) as exc:  # constriction
@@ -330,7 +362,9 @@ class StreamDecoder:
         if self._check.get_compressed().astype("<u4").tobytes() != self._data:
             raise CorruptStream("it is not the encoding of what it decodes to")
 
-    def _decode_segment(self, q: QuantizedMixture) -> np.ndarray:
+    def _decode_segment(self, q: QuantizedMixture | CategoricalTables) -> np.ndarray:
+        if isinstance(q, CategoricalTables):
+            return self._decode_symbols(q)
         plan = _plan(q)
         values = np.zeros(plan.centres.size, dtype=np.int64)
         escaped_positions = []
@@ -348,6 +382,13 @@ class StreamDecoder:
             halves = halves.astype(np.uint64).reshape(-1, 2)
             values[escaped] = plan.centres[escaped] + _unzigzag((halves[:, 0] << 16) | halves[:, 1])
         return values
+
+    def _decode_symbols(self, tables: CategoricalTables) -> np.ndarray:
+        symbols = np.zeros(tables.freqs.shape[0], dtype=np.int64)
+        for rows, probabilities in _chunks(tables):
+            symbols[rows] = part = self._decoder.decode(_categorical(), probabilities)
+            self._check.encode(part, _categorical(), probabilities)
+        return symbols
 
 
 def decode(data: bytes, q: QuantizedMixture) -> np.ndarray:

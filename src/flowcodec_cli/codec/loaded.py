@@ -2,9 +2,14 @@
 model that turns ẑ into snapped probability tables identically on every machine.
 
 Determinism: everything that feeds a probability table (h_s, the hyper gains, the factorized prior
-of z) runs on the CPU in float64 and is snapped to integer grids in `entropy.py`. The transforms
+of z; the VQ-VAE's index prior and the contexts it reads) runs on the CPU in float64 and is
+snapped to integer grids in `entropy.py` (`categorical.py` for the VQ-VAE). The transforms
 run in float32: the analysis only on the encoder, and the synthesis after all entropy decoding,
 where a last-ulp difference can no longer desynchronize anything.
+
+A model that `codes_indices` (the VQ-VAE) has no entropy model: `tables` is then a float64 copy of
+the whole model, which `indices.py` asks for its prior's logits, and the methods below about ẑ,
+slices and mixtures do not apply to it.
 """
 
 from __future__ import annotations
@@ -35,10 +40,17 @@ class LoadedCodec:
             raise CodecError(f"{name} is a channel (JSCC) model, not a file codec: "
                              "use `flowcodec channel`")
         self.model, sha = zoo.load(name)
-        # requested β → the β the network runs at, measured for these weights (operating_points.py)
-        self.network_beta = operating_points.read(zoo.weights_path(name))
         self.digest = bytes.fromhex(sha)[:fcx.DIGEST_BYTES]
-        self.tables = self.model.entropy_model.for_coding()
+        self.indexed = getattr(self.model, "codes_indices", False)
+        if self.indexed:
+            # β chooses a stage count; the header carries the middle β of that count (vqvae.py)
+            self.network_beta = self.model.network_beta
+            self.tables = self.model.for_coding()
+        else:
+            # requested β → the β the network runs at, measured for these weights
+            # (operating_points.py)
+            self.network_beta = operating_points.read(zoo.weights_path(name))
+            self.tables = self.model.entropy_model.for_coding()
         self._on_device: dict = {}
 
     @classmethod

@@ -4,6 +4,10 @@
                                         ẑ → h_s → y tables → y stream → container
     decode: container → z stream → ẑ → h_s → y tables → y stream → ŷ → synthesis → image
 
+That is the mixture models' tile (two streams). The VQ-VAE codes its tiles with indices.py (one
+stream of code indices per tile); the rest is shared: header, tiles and their windows, side
+view, the params CRC, the synthesis with the neighbours' latents, alpha and container.
+
 Every tile is entropy-decoded, and the tables checked against the header's parameter CRC, before
 any synthesis runs: a decoder that would rebuild other tables stops with DesyncError instead of
 producing garbage (`loaded.py` says why the tables are the same everywhere).
@@ -20,13 +24,13 @@ import functools
 import threading
 import zlib
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 
 from flowcodec_cli import zoo
-from flowcodec_cli.codec import entropy, fcx, refine
+from flowcodec_cli.codec import entropy, fcx, indices, refine, segments
 from flowcodec_cli.codec.loaded import LoadedCodec
 from flowcodec_cli.codec.tiles import (DEFAULT_TILE, Box, region, tile_grid_fits, tiles, to_rgb,
                                        window)
@@ -96,15 +100,15 @@ def encode(picture: Picture, beta: float, model_name: str = zoo.DEFAULT_MODEL, d
     effort = max(effort, codec.model.min_effort)  # a joint encoder uses its side view by refining
     refine.check_supported(codec.model, effort)
     header, side = _encode_header(codec, picture, beta, tile, side_info)
+    model, coder = codec.transforms(device), _coder(codec)
+    objective = _Objective(beta, refine.STEPS[effort])
     streams, estimate = [], 0.0
     for box in tiles(header):
-        y_hat, z_hat = _analyse_tile(codec, picture.rgb, box, header.beta, device, side,
-                                     _Objective(beta, refine.STEPS[effort]))
-        z_stream = entropy.encode(_symbols(z_hat), codec.z_tables(z_hat.shape))
-        y_stream, header.params_crc, y_bits = _encode_y(codec, y_hat, z_hat, header.beta,
-                                                        header.params_crc)
-        streams += [z_stream, y_stream]
-        estimate += y_bits + codec.z_bits(z_hat)
+        window = _analysed(model, picture.rgb, box, header.beta, device, side)
+        tile_streams, header.params_crc, bits = coder.encode(codec, model, window, header,
+                                                             objective)
+        streams += tile_streams
+        estimate += bits
     payload = 8 * sum(len(s) for s in streams)
     if picture.alpha is not None:
         streams.append(zlib.compress(np.ascontiguousarray(picture.alpha).tobytes(), 9))
@@ -119,19 +123,15 @@ def decode(data: bytes, side_info: Picture | None = None, device: str = "cpu") -
     `side_info` is ignored by models that do not use it (the header's flag says which do)."""
     container = fcx.unpack(data)
     header = container.header
-    codec, side = _decode_setup(container, side_info)
+    codec, side, coder = _decode_setup(container, side_info)
     latents, crc, broken = {}, 0, None
     for index, box in enumerate(tiles(header)):
-        z_stream, y_stream = container.streams[2 * index:2 * index + 2]
-        z_shape = codec.z_shape(box.height, box.width)
-        z_hat = torch.from_numpy(_decode_stream(z_stream, codec.z_tables(z_shape))).view(z_shape)
-        raw = codec.hyper_params(z_hat, header.beta)
-        # After a broken stream the tables are still built and chained into the parameter CRC:
-        # wrong tables also break the range decoder, and then the right diagnosis is the desync.
-        y_hat, crc, error = _decode_y(codec, None if broken else y_stream, raw, crc)
-        broken = broken or error
+        tile_streams = container.streams[coder.streams * index:coder.streams * (index + 1)]
+        tile_latents, crc, error = coder.decode(codec, tile_streams, box, header, crc,
+                                                broken is not None)
+        broken = broken or (_corrupt(error) if error else None)
         if not broken:
-            latents[box.top, box.left] = codec.refined(y_hat)
+            latents[box.top, box.left] = tile_latents
     if crc != header.params_crc:  # before any synthesis: a desync is an error, never garbage
         raise entropy.DesyncError("probability tables differ from the encoder's (parameter CRC "
                                   "mismatch): refusing to decode")
@@ -179,12 +179,10 @@ class _Objective(NamedTuple):
     steps: int
 
 
-def _analyse_tile(codec: LoadedCodec, rgb: np.ndarray, box: Box, beta: float, device: str,
-                  side: np.ndarray | None,
-                  objective: _Objective) -> tuple[torch.Tensor, torch.Tensor]:
-    """A tile's window (the tile padded to the stride, plus the context it borrows) → analysis
-    → y cropped to the tile (refined, if asked) → (ŷ, ẑ) on the CPU, each (1, C, h, w)."""
-    model = codec.transforms(device)
+def _analysed(model, rgb: np.ndarray, box: Box, beta: float, device: str,
+              side: np.ndarray | None) -> refine.TileWindow:
+    """A tile's window (the tile padded to the stride, plus the context it borrows) and its
+    analysis, with where the tile's own latents and pixels lie in them."""
     factor = model.latent_stride
     win, (above, before, below, after) = window(box, *rgb.shape[:2], model.stride)
     beta_t = torch.tensor([beta], device=device)
@@ -193,14 +191,39 @@ def _analyse_tile(codec: LoadedCodec, rgb: np.ndarray, box: Box, beta: float, de
     y = model.analysis(x, beta_t) if side is None else model.analysis(x, beta_t, side_x)
     rows = slice(above // factor, (win.height - below) // factor)
     cols = slice(before // factor, (win.width - after) // factor)
+    return refine.TileWindow(x, y, (rows, cols), (slice(above, above + box.height),
+                                                  slice(before, before + box.width)), side_x)
+
+
+def _encode_mixture_tile(codec: LoadedCodec, model, tile: refine.TileWindow, header: fcx.Header,
+                         objective: _Objective) -> tuple[list[bytes], int, float]:
+    """A mixture model's tile: (ŷ, ẑ) of the tile (refined, if asked; on the CPU, each
+    (1, C, h, w)) → its z and y streams, the params CRC continued, the model's bits."""
+    beta_t = torch.tensor([header.beta], device=tile.y.device)
     if objective.steps:
-        tile = refine.TileWindow(x, y, (rows, cols), (slice(above, above + box.height),
-                                                      slice(before, before + box.width)), side_x)
         y_hat, z_hat = refine.refine(model, tile, beta_t, objective.beta, objective.steps)
-        return y_hat.cpu(), z_hat.cpu()
-    y = y[..., rows, cols]
-    z = model.entropy_model.hyper_analysis(y, beta_t)
-    return torch.round(y.cpu()), torch.round(z.cpu())
+        y_hat, z_hat = y_hat.cpu(), z_hat.cpu()
+    else:
+        y = tile.tile_latents(tile.y)
+        z = model.entropy_model.hyper_analysis(y, beta_t)
+        y_hat, z_hat = torch.round(y.cpu()), torch.round(z.cpu())
+    z_stream = entropy.encode(_symbols(z_hat), codec.z_tables(z_hat.shape))
+    y_stream, crc, y_bits = _encode_y(codec, y_hat, z_hat, header.beta, header.params_crc)
+    return [z_stream, y_stream], crc, y_bits + codec.z_bits(z_hat)
+
+
+def _decode_mixture_tile(codec: LoadedCodec, streams: list[bytes], box: Box, header: fcx.Header,
+                         crc: int, broken: bool):
+    """The mirror of `_encode_mixture_tile`: z stream → ẑ → h_s → the y stream's slices →
+    (the latents the synthesis decodes or None, the CRC continued, the y stream's error). A z
+    stream that does not decode stops at once (no table can be built without ẑ); after a failed
+    tile (`broken`) only the y tables are built, for the CRC."""
+    z_stream, y_stream = streams
+    z_shape = codec.z_shape(box.height, box.width)
+    z_hat = torch.from_numpy(_decode_stream(z_stream, codec.z_tables(z_shape))).view(z_shape)
+    raw = codec.hyper_params(z_hat, header.beta)
+    y_hat, crc, error = _decode_y(codec, None if broken else y_stream, raw, crc)
+    return (None if broken or error else codec.refined(y_hat)), crc, error
 
 
 def _encode_y(codec: LoadedCodec, y_hat: torch.Tensor, z_hat: torch.Tensor, beta: float,
@@ -220,35 +243,28 @@ def _encode_y(codec: LoadedCodec, y_hat: torch.Tensor, z_hat: torch.Tensor, beta
 
 
 def _decode_y(codec: LoadedCodec, y_stream: bytes | None, raw: torch.Tensor,
-              crc: int) -> tuple[torch.Tensor, int, fcx.FormatError | None]:
+              crc: int) -> tuple[torch.Tensor, int, entropy.CorruptStream | None]:
     """The mirror of `_encode_y`: ŷ (float64, (1, C, h, w)), the chained CRC, and the stream's
     error, if any (`y_stream` None: only the tables, for the CRC). A slice that cannot be
     decoded leaves zeros, so the tables of a context model's later slices differ from the
-    encoder's and the CRC reports the desync."""
+    encoder's and the CRC reports the desync (segments.py)."""
     channels = codec.model.config.latent_channels
     y_hat = torch.zeros(1, channels, *raw.shape[2:], dtype=torch.float64)
-    error, stream = None, None
-    try:
-        stream = entropy.StreamDecoder(y_stream) if y_stream is not None else None
-        for index in range(codec.slice_count):
-            tables = codec.y_tables(codec.slice_params(raw, y_hat, index))
-            crc = tables.digest(crc)
-            if stream is not None and error is None:
-                try:
-                    part = y_hat[:, codec.slice_channels(index)]
-                    y_hat[:, codec.slice_channels(index)] = torch.from_numpy(
-                        stream.decode(tables)).double().view(part.shape)
-                except entropy.CorruptStream as exc:
-                    error = exc
-        if stream is not None and error is None:
-            stream.finish()
-    except entropy.CorruptStream as exc:
-        error = exc
-    return y_hat, crc, _corrupt(error) if error else None
+
+    def tables_for(index: int) -> entropy.QuantizedMixture:
+        return codec.y_tables(codec.slice_params(raw, y_hat, index))
+
+    def store(index: int, values: np.ndarray) -> None:
+        part = y_hat[:, codec.slice_channels(index)]
+        y_hat[:, codec.slice_channels(index)] = torch.from_numpy(values).double().view(part.shape)
+
+    crc, error = segments.decode_segments(y_stream, codec.slice_count, tables_for, store, crc)
+    return y_hat, crc, error
 
 
 def _decode_setup(container: fcx.Container, side_info: Picture | None):
-    """The model the file names (its weights must be the installed ones) and the side view."""
+    """The model the file names (its weights must be the installed ones), the side view, and
+    how the model codes a tile."""
     header = container.header
     side = _side_rgb(side_info, header.height, header.width) if header.needs_side_info else None
     try:
@@ -260,11 +276,12 @@ def _decode_setup(container: fcx.Container, side_info: Picture | None):
                          f"({header.weights_digest.hex()[:12]}…, installed {codec.digest.hex()[:12]}…)")
     if header.needs_side_info != codec.model.side_info_at_decoder:
         raise fcx.FormatError(f"side-information flag does not match model {header.model!r}")
+    coder = _coder(codec)
     rows, cols = header.tile_grid
-    expected_streams = 2 * rows * cols + header.has_alpha
+    expected_streams = coder.streams * rows * cols + header.has_alpha
     if len(container.streams) != expected_streams:
         raise fcx.FormatError(f"expected {expected_streams} streams, found {len(container.streams)}")
-    return codec, side
+    return codec, side, coder
 
 
 def _synthesize_tile(codec: LoadedCodec, latents: dict[tuple[int, int], torch.Tensor], header: fcx.Header,
@@ -340,3 +357,20 @@ def _decode_stream(stream: bytes, q: entropy.QuantizedMixture) -> np.ndarray:
 def _corrupt(exc: entropy.CorruptStream) -> fcx.FormatError:
     """A stream that does not decode is a corrupt file (exit 4), with the reason."""
     return fcx.FormatError(f"entropy-coded stream is corrupt ({exc})")
+
+
+class _TileCoder(NamedTuple):
+    """How a kind of model codes one tile: its streams per tile, and the mirror pair that writes
+    (codec, model, window, header, objective) → (streams, CRC, bits) and reads (codec, streams,
+    box, header, CRC, broken) → (latents, CRC, error) them."""
+    streams: int
+    encode: Callable
+    decode: Callable
+
+
+_MIXTURE = _TileCoder(2, _encode_mixture_tile, _decode_mixture_tile)
+_INDICES = _TileCoder(1, indices.encode_tile, indices.decode_tile)
+
+
+def _coder(codec: LoadedCodec) -> _TileCoder:
+    return _INDICES if codec.indexed else _MIXTURE

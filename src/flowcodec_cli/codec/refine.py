@@ -94,10 +94,14 @@ class _Iterate(NamedTuple):
 
 
 def check_supported(model, effort: int) -> None:
-    """Refuse an effort level that does not exist, or a model whose encoder cannot compute its
+    """Refuse an effort level that does not exist, a model without an entropy model (the VQ-VAE,
+    whose indices are not latents on a grid), or a model whose encoder cannot compute its
     decoder's distortion (a distributed model decodes with a view its encoder never sees)."""
     if not 0 <= effort <= MAX_EFFORT:
         raise CodecError(f"--effort {effort}: the levels are 0 to {MAX_EFFORT}")
+    if effort and getattr(model, "codes_indices", False):
+        raise CodecError(f"--effort {effort}: model {model.name!r} has no entropy model to refine "
+                         "its latents against (its rate is its number of stages): use --effort 0")
     if effort and model.side_info_at_decoder and not model.side_info_at_encoder:
         raise CodecError(f"--effort {effort}: model {model.name!r} decodes with side information "
                          "its encoder never sees, so its encoder cannot refine (use --effort 0)")

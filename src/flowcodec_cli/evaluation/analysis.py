@@ -80,13 +80,22 @@ def unquantized_roundtrip_error(model, rgb: np.ndarray, beta: float) -> float:
     return float((x_back - x)[..., :height, :width].abs().max())
 
 
-@torch.no_grad()
-def analyze(picture: Picture, beta: float, model_name: str) -> dict:
-    """The bound, the real rate and the gap components for one picture (single tile)."""
+def _analyzable(model_name: str):
+    """The loaded model, if it has Gaussian latents to bound and codes single images."""
     codec = codec_module.LoadedCodec.get(model_name)
+    if codec.indexed:
+        raise codec_module.CodecError(f"model {model_name!r} codes VQ indices, not Gaussian "
+                                      "latents: analyze has no bound to compare them with")
     if codec.model.side_info_at_encoder:
         raise codec_module.SideInfoError(f"model {model_name!r} needs the side view to encode; "
                                          "analyze takes single images")
+    return codec
+
+
+@torch.no_grad()
+def analyze(picture: Picture, beta: float, model_name: str) -> dict:
+    """The bound, the real rate and the gap components for one picture (single tile)."""
+    codec = _analyzable(model_name)
     height, width = picture.rgb.shape[:2]
     pixels = height * width
     # one tile covering the picture: a multiple of the container's tile unit (fcx.TILE_MULTIPLE)

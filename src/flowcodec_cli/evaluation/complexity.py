@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     for name in a.models.split(","):
         model, sha = zoo.load(name)
+        if getattr(model, "codes_indices", False):
+            raise SystemExit(f"{name}: a VQ-VAE has no hyperprior entropy model; this count "
+                             "covers the mixture models only")
         print(json.dumps({"model": name, "weights_sha256": sha[:12], "size": [height, width],
                           "macs_per_pixel": part_macs(model, height, width)}))
 

@@ -21,8 +21,10 @@ is the model's choice (`synthesis_input`). Every model is trained for one object
 (L = D + β·R), which the encoder's refinement (`codec/refine.py`) minimizes too.
 
 The VQ-VAE baseline (`vqvae.py`) is the one model outside this contract: its latents are code
-indices with their own prior, not a gained y on an integer grid. It keeps what the training loop
-reads (`name`, `config`, `stride`, the side-information flags, `forward`'s dict).
+indices with their own prior, not a gained y on an integer grid, so the coding core codes them
+its own way (`codes_indices`; codec/indices.py). It keeps what the training loop and the
+pipeline's shared parts read (`name`, `config`, `stride`, `latent_stride`, the side-information
+flags, `analysis`/`synthesis` with the β argument, `forward`'s dict).
 """
 
 from __future__ import annotations

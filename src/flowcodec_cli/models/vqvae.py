@@ -11,8 +11,11 @@ Data path (stage numbers 1-based here, 0-based in code)::
 
 - **Rate from β.** The rate is set by n, the number of stages sent. `stages_for_beta` maps the
   project's β to n (β_max → 1 stage, β_min → `stages`, linear in log β), so training, pipeline
-  and bench keep speaking β. The training loop draws β per sample, so each sample is
-  reconstructed from its own first n stages: quantizer dropout, one model for the whole range.
+  and bench keep speaking β. A file's header carries `beta_for_stages(n)`, the β in the middle
+  of n's range (`network_beta`), so the decoder's n never hangs on how a logarithm rounds, and
+  bench sweeps those βs, one per stage count (`default_betas`). The training loop draws β per
+  sample, so each sample is reconstructed from its own first n stages: quantizer dropout, one
+  model for the whole range.
   Why residual VQ: it is the strong VQ baseline (SoundStream, EnCodec), and it spans a rate
   range from one set of weights as the other codecs here do, so the comparison is like for like.
 - **Not rate-aware.** The encoder does not see β and nothing trades bits against distortion:
@@ -26,6 +29,9 @@ Data path (stage numbers 1-based here, 0-based in code)::
   parallel: nothing is pixel-serial. `prior_logits` is a pure function (no dropout, no batch
   norm, no state) so that the coding core can evaluate it in float64 on the encoder and the
   decoder alike and build identical tables.
+- **Coding** (codec/indices.py): the coding core runs `prior_logits` and `dequantize` on a
+  float64 CPU copy (`for_coding`) and turns the logits into integer tables (codec/categorical.py);
+  `analysis` and `synthesis` take the β every model takes and ignore it (the stages carry it).
 - **Side information** (`side_info=True`, seed 004's SI Net + Cond Net): an encoder-like network
   brings the side view s to the latent resolution, and the decoder sees it concatenated with q_n.
   The encoder and the prior stay blind to s (`side_info_at_decoder`), so a wrong or missing side
@@ -35,6 +41,7 @@ Data path (stage numbers 1-based here, 0-based in code)::
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -74,6 +81,18 @@ def stages_for_beta(beta, beta_min: float, beta_max: float, stages: int) -> torc
     lo, hi = math.log(beta_min), math.log(beta_max)
     t = ((hi - beta.log()) / (hi - lo)).clamp(0, 1)
     return torch.floor(1 + t * (stages - 1) + 0.5).long()
+
+
+def beta_for_stages(n: int, beta_min: float, beta_max: float, stages: int) -> float:
+    """The β in the middle (in log β) of the βs that send n stages, to 4 significant digits;
+    β_max for n = 1 and β_min for n = `stages`. Half a stage from either neighbour, so
+    `stages_for_beta` gives n back however the last bit of a logarithm rounds."""
+    if n <= 1 or stages <= 1:
+        return float(beta_max)
+    if n >= stages:
+        return float(beta_min)
+    lo, hi = math.log(beta_min), math.log(beta_max)
+    return float(f"{math.exp(hi - (n - 1) / (stages - 1) * (hi - lo)):.4g}")
 
 
 class ResidualBlock(nn.Module):
@@ -138,6 +157,9 @@ class VQVAECodec(nn.Module):
     #: β sets the stage count, not a rate weight: training/loss.py drops the β·R term and weighs
     #: every sample alike; the prior's bits enter the loss through `aux_loss`, unweighted by β
     distortion_only = True
+    #: the coding core codes its code indices (codec/indices.py), not a mixture-coded y: there is
+    #: no `entropy_model`, so refinement, operating points and the bound analysis refuse it
+    codes_indices = True
 
     def __init__(self, config: VQVAEConfig = VQVAEConfig()):
         super().__init__()
@@ -157,10 +179,33 @@ class VQVAECodec(nn.Module):
         n = stages_for_beta(beta, c.beta_min, c.beta_max, c.stages)
         return n.to(beta.device) if isinstance(beta, torch.Tensor) else n
 
+    def network_beta(self, beta: float) -> float:
+        """The β a file's header carries for a requested β: `beta_for_stages` of its stage count
+        (the counterpart of the other models' operating points, codec/operating_points.py)."""
+        c = self.config
+        return beta_for_stages(int(self.stages_for_beta(beta)), c.beta_min, c.beta_max, c.stages)
+
+    @staticmethod
+    def default_betas(config: dict) -> tuple[float, ...]:
+        """bench's default sweep for weights with this stored config: one β per stage count,
+        1 … `stages` (the shared sweep of evaluation/bench/plan.py repeats some counts and skips
+        others), ascending."""
+        c = VQVAEConfig(**config)
+        return tuple(beta_for_stages(n, c.beta_min, c.beta_max, c.stages)
+                     for n in range(c.stages, 0, -1))
+
+    def for_coding(self) -> "VQVAECodec":
+        """A float64 copy in eval mode: what the coding core builds its tables with
+        (`prior_logits` on `dequantize`d contexts). The transforms come along (a few MB) and
+        never run in float64."""
+        return copy.deepcopy(self).double().eval()
+
     # -- encoder ------------------------------------------------------------------------------
 
-    def analysis(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B,3,H,W) in [0,1], H and W multiples of 8 → y (B,D,H/8,W/8), float32."""
+    def analysis(self, x: torch.Tensor, beta: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B,3,H,W) in [0,1], H and W multiples of 8 → y (B,D,H/8,W/8), float32. `beta` is
+        ignored (the encoder is blind to it); it is there so the coding core calls every model
+        alike."""
         return self.g_a(x - 0.5).float()
 
     def quantize(self, y: torch.Tensor, stages: int) -> torch.Tensor:
@@ -189,8 +234,10 @@ class VQVAECodec(nn.Module):
 
     # -- decoder ------------------------------------------------------------------------------
 
-    def synthesis(self, q: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
-        """q (B,D,h,w) → x̂ (B,3,8h,8w), not clamped; with side_info, `side` (B,3,8h,8w) too."""
+    def synthesis(self, q: torch.Tensor, beta: torch.Tensor | None = None,
+                  side: torch.Tensor | None = None) -> torch.Tensor:
+        """q (B,D,h,w) → x̂ (B,3,8h,8w), not clamped; with side_info, `side` (B,3,8h,8w) too.
+        `beta` is ignored (q holds the stages it chose), as in `analysis`."""
         if self.side_info_at_decoder:
             if side is None:
                 raise ValueError("this vqvae decodes with a side view: pass `side`")
@@ -218,7 +265,7 @@ class VQVAECodec(nn.Module):
         y = self.analysis(x)
         y_hat, indices, contexts, commitment = self.quantizer(y, stages)
         bits = self.index_bits(indices, contexts, stages)
-        x_hat = self.synthesis(y_hat, side)
+        x_hat = self.synthesis(y_hat, side=side)
         pixels = x.shape[2] * x.shape[3]
         aux = self.config.commitment * commitment + bits / (3 * pixels)
         return {"x_hat": x_hat, "y_bits_per_image": bits.detach(),

@@ -8,16 +8,23 @@ rate is the model's information content of ŷ and ẑ (what the range coder gets
 `flowcodec bench`), the distortion the PSNR of the clamped reconstruction. No files are written,
 so it is fast enough to compare short training runs. `--reference` adds the BD-rate (PSNR)
 against another result file. Real `.fcx` files and Kodak figures come from `flowcodec bench`.
+
+The VQ-VAE (`codes_indices`) has no ŷ and ẑ: at β it sends its first `stages_for_beta(β)` stages
+and its rate is the prior's information content of their indices, stage by stage as the coder
+tables them (codec/indices.py; the file is that within ~1%). A model that decodes with a side view
+is refused: this takes single images (`flowcodec bench --stereo` measures those).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from flowcodec_cli.evaluation import metrics
 from flowcodec_cli.training.checkpoints import load_checkpoint_model
@@ -33,7 +40,9 @@ def center_crop(image: torch.Tensor, crop: int) -> torch.Tensor:
 
 @torch.no_grad()
 def rd_point(model, x: torch.Tensor, beta: float) -> tuple[float, float]:
-    """(bpp, PSNR) of one image at β with rounded latents."""
+    """(bpp, PSNR) of one image at β with rounded latents (the VQ-VAE: its coded indices)."""
+    if getattr(model, "codes_indices", False):
+        return _index_rd_point(model, x, beta)
     b = torch.tensor([beta])
     entropy_model = model.entropy_model
     y = model.analysis(x, b)
@@ -45,6 +54,19 @@ def rd_point(model, x: torch.Tensor, beta: float) -> tuple[float, float]:
     pixels = x.shape[2] * x.shape[3]
     mse = float(((x_hat - x) ** 2).mean())
     return float(y_bits + z_bits) / pixels, -10 * np.log10(max(mse, 1e-12))
+
+
+def _index_rd_point(model, x: torch.Tensor, beta: float) -> tuple[float, float]:
+    """The VQ-VAE's (bpp, PSNR): nearest codes of its first stages_for_beta(β) stages, the
+    prior's bits of each stage given the stages before it."""
+    stages = int(model.stages_for_beta(beta))
+    indices = model.quantize(model.analysis(x), stages)
+    nats = sum(F.cross_entropy(model.prior_logits(k, model.dequantize(indices[:, :k])).double(),
+                               indices[:, k], reduction="sum") for k in range(stages))
+    x_hat = model.synthesis(model.dequantize(indices)).clamp(0, 1)
+    mse = float(((x_hat - x) ** 2).mean())
+    bits = float(nats) / math.log(2)
+    return bits / (x.shape[2] * x.shape[3]), -10 * np.log10(max(mse, 1e-12))
 
 
 def evaluate(model, images: list[torch.Tensor], betas: list[float], crop: int) -> dict:
@@ -70,6 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     model, state = load_checkpoint_model(a.checkpoint)
+    if model.side_info_at_decoder:
+        raise SystemExit(f"{a.checkpoint}: {model.name} decodes with a side view; this takes "
+                         "single images (use flowcodec bench --stereo)")
     images = load_folder_images(a.data, max_side=10**9, crop=a.crop)
     result = {"checkpoint": str(a.checkpoint), "step": state["step"], "config": state["config"],
               "train_args": {k: v for k, v in state["args"].items() if k != "data"},

@@ -20,6 +20,8 @@ weights file without knots is run at the requested β (the identity map).
         --out docs/operating_points/hyperprior.json --write
 
 The measurement must use photos the model never trained on, and never the test set (Kodak).
+The VQ-VAE is refused (one line, exit 1): its β is no rate weight but a stage count, and its
+encoder writes the middle β of that count (`VQVAECodec.network_beta`) instead.
 """
 
 from __future__ import annotations
@@ -130,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     model, _ = load_checkpoint_model(a.weights)
+    if getattr(model, "codes_indices", False):
+        raise SystemExit(f"{a.weights}: {model.name}'s β only chooses its stage count, which "
+                         "its header β fixes (models/vqvae.py): no operating points to measure")
     images = [center_crop(im, a.crop) for im in load_folder_images(a.data, max_side=10**9, crop=a.crop)]
     result = measure(model, images, progress=lambda b, r, d: print(
         f"beta' {b:.5g}: {3 * r:.4f} bpp, {-10 * math.log10(d):.2f} dB", flush=True))

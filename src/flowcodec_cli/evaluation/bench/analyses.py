@@ -15,12 +15,16 @@ from flowcodec_cli.evaluation.bench.plan import Codec
 
 
 def bound_analysis(planned_models: list[Codec], bench_images: list[BenchImage]) -> list[dict]:
-    """`analysis.analyze` for every model and β, averaged over the given images."""
+    """`analysis.analyze` for every model and β, averaged over the given images; models that
+    code VQ indices have no Gaussian bound and are left out."""
+    from flowcodec_cli import codec as neural
     from flowcodec_cli.codec import fcx
     from flowcodec_cli.evaluation import analysis
     from flowcodec_cli.files.images import Picture
     results = []
     for codec in planned_models:
+        if neural.LoadedCodec.get(codec.key).indexed:
+            continue
         for beta in codec.settings:
             rows = [analysis.analyze(Picture(im.rgb, None, fcx.LAYOUT_RGB), beta, codec.key)
                     for im in bench_images]

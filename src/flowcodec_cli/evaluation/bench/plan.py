@@ -5,7 +5,10 @@ Default β sweep (`DEFAULT_BETAS`): 8 values covering [0.0005, 0.05], about even
 log β (doubling steps up to 0.008, then 0.014, 0.02 and 0.05), with 0.0005, 0.02 and 0.05
 included exactly. Each model gets the part inside its range, extended down to its own smallest
 β when that is below 0.0005 (`default_betas`: the hyperprior adds 0.0003, the flow codec
-0.0001). `--betas` replaces the sweep for every model.
+0.0001). An architecture may bring its own sweep instead (`own_betas`): the VQ-VAE's β only
+chooses how many stages it sends, the shared sweep would repeat some counts and skip others, so
+it sweeps one β per stage count (`VQVAECodec.default_betas`: 12 points for 12 stages), in bench
+and bench --stereo alike. `--betas` replaces the sweep for every model.
 """
 
 from __future__ import annotations
@@ -45,6 +48,14 @@ def default_betas(config: dict) -> tuple[float, ...]:
     return tuple(sorted(b for b in {lo, *DEFAULT_BETAS} if lo <= b <= hi))
 
 
+def own_betas(architecture: str, config: dict) -> tuple[float, ...] | None:
+    """The sweep an architecture chooses for weights with this config (a `default_betas(config)`
+    on its model class), or None: the shared sweep applies."""
+    from flowcodec_cli.models import MODEL_CLASSES
+    hook = getattr(MODEL_CLASSES.get(architecture), "default_betas", None)
+    return None if hook is None else tuple(hook(config))
+
+
 def model_config(path) -> dict:
     """A weights file's stored config (its β range), read from the metadata alone: planning
     must not load every model's tensors."""
@@ -55,8 +66,9 @@ def model_config(path) -> dict:
 
 
 def plan_models(names: list[str], betas: tuple[float, ...] | None, device: str,
-                effort: int = 0) -> list[Codec]:
-    """One Codec per model name; `betas` None means each model's `default_betas`. The weights
+                effort: int = 0, shared: tuple[float, ...] | None = None) -> list[Codec]:
+    """One Codec per model name; `betas` None means each model's default sweep: its
+    architecture's own (`own_betas`), else `shared` if given, else `default_betas`. The weights
     are verified here (zoo.verify), before any image is read, and their sha256 goes into the
     cache id, so changed weights never reuse old points; so does an encoder effort above 0
     (effort 0 keeps the ids, and the cached points, of the runs before efforts existed)."""
@@ -67,9 +79,10 @@ def plan_models(names: list[str], betas: tuple[float, ...] | None, device: str,
                                   f"(known: {', '.join(sorted(zoo.REGISTRY))})")
         entry = zoo.REGISTRY[name]
         path, sha = zoo.verify(name)
-        config = model_config(path)
+        config = {**model_config(path), **dict(entry.config)}
         lo, hi = config.get("beta_min"), config.get("beta_max")
-        sweep = default_betas(config) if betas is None else betas
+        sweep = betas if betas is not None else (own_betas(entry.architecture, config)
+                                                 or shared or default_betas(config))
         for beta in sweep:
             if lo is not None and hi is not None and not lo <= beta <= hi:
                 raise BenchUsageError(f"--betas: {beta:g} is outside model {name!r}'s range "

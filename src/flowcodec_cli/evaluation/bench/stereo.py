@@ -50,7 +50,8 @@ ROLES = {zoo.DEFAULT_MODEL: "default", "dsc-separate": "separate", "dsc": "distr
          "dsc-joint": "joint"}
 DEFAULT_MODELS = tuple(ROLES)
 STEREO_BETAS = (0.001, 0.0025, 0.006, 0.015, 0.035)
-"""Inside every stereo model's β range; about 0.15 to 1.5 bpp on the Middlebury pairs."""
+"""Inside every stereo model's β range; about 0.15 to 1.5 bpp on the Middlebury pairs. A model
+with a sweep of its own (the VQ-VAE's one β per stage count, plan.own_betas) keeps it."""
 WRONG = " (wrong side)"
 
 
@@ -213,7 +214,7 @@ def run_stereo(directory, *, models: list[str] | None = None,
     models = list(DEFAULT_MODELS if models is None else models)
     check_count(images, "--images")
     pairs = list_pairs(Path(directory), images)
-    planned = plan_models(models, betas or STEREO_BETAS, "cpu")
+    planned = plan_models(models, betas or None, "cpu", shared=STEREO_BETAS)
     if threads is not None:
         torch.set_num_threads(threads)
 

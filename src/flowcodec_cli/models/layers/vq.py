@@ -102,12 +102,14 @@ class ResidualQuantizer(nn.Module):
 
     def dequantize(self, indices: torch.Tensor) -> torch.Tensor:
         """q = Σ_k c_k[i_k] over the stages given (B,n,h,w), in stage order, exactly as the
-        forward adds them: the decoder's contexts and ŷ equal the encoder's. n = 0 gives zeros."""
+        forward adds them: the decoder's contexts and ŷ equal the encoder's. n = 0 gives zeros.
+        Contiguous (B,D,h,w), the layout the decoder's synthesis gets (a convolution may round a
+        strided input differently in the last bit)."""
         b, n, h, w = indices.shape
         total = self.codebooks.new_zeros(b, h, w, self.codebooks.shape[2])
         for k in range(n):
             total = total + self.codebooks[k][indices[:, k]]
-        return total.permute(0, 3, 1, 2)
+        return total.permute(0, 3, 1, 2).contiguous()
 
     @torch.no_grad()
     def _learn(self, stage: int, vectors: torch.Tensor, index: torch.Tensor) -> None:
