@@ -56,7 +56,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="209e2e35d634e6ae325a05a106a16d644455dfa28503f82326632db36a909162",
+    sha256="b934e49dfe192de5b782b2967abb8f38f603cbddc79eb799e8b4c64f51ac6338",
 ))
 
 # The side-information family (bench --stereo), built on the flow codec. dsc is the distributed
@@ -69,7 +69,7 @@ _register(ZooEntry(
     name="dsc",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="43e03cb2e4733139eab8c3d734529476ffbc9da6e009896409aa8eb25db66bfc",
+    sha256="078c37d50612565523658adcb5a79b0c60d898821fb346f63e8a7dca4b799590",
     stereo=True,
 ))
 
@@ -77,7 +77,7 @@ _register(ZooEntry(
     name="dsc-joint",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="43e03cb2e4733139eab8c3d734529476ffbc9da6e009896409aa8eb25db66bfc",
+    sha256="078c37d50612565523658adcb5a79b0c60d898821fb346f63e8a7dca4b799590",
     stereo=True,
     config=(("mode", "joint"),),
 ))
@@ -86,7 +86,7 @@ _register(ZooEntry(
     name="dsc-separate",
     architecture="flow",
     file="flow.safetensors",
-    sha256="209e2e35d634e6ae325a05a106a16d644455dfa28503f82326632db36a909162",
+    sha256="b934e49dfe192de5b782b2967abb8f38f603cbddc79eb799e8b4c64f51ac6338",
     stereo=True,
 ))
 
