@@ -56,7 +56,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="b934e49dfe192de5b782b2967abb8f38f603cbddc79eb799e8b4c64f51ac6338",
+    sha256="a443dd5b153641654cd81efb14872572477c582878ce36918f6c6dff604eef02",
 ))
 
 # The side-information family (bench --stereo), built on the flow codec. dsc is the distributed
@@ -69,7 +69,7 @@ _register(ZooEntry(
     name="dsc",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="078c37d50612565523658adcb5a79b0c60d898821fb346f63e8a7dca4b799590",
+    sha256="fc45c5b01cd31998507c7867aabd69419cf6db49dbc2c43abc819c3227c8abe9",
     stereo=True,
 ))
 
@@ -77,7 +77,7 @@ _register(ZooEntry(
     name="dsc-joint",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="078c37d50612565523658adcb5a79b0c60d898821fb346f63e8a7dca4b799590",
+    sha256="fc45c5b01cd31998507c7867aabd69419cf6db49dbc2c43abc819c3227c8abe9",
     stereo=True,
     config=(("mode", "joint"),),
 ))
@@ -86,8 +86,18 @@ _register(ZooEntry(
     name="dsc-separate",
     architecture="flow",
     file="flow.safetensors",
-    sha256="b934e49dfe192de5b782b2967abb8f38f603cbddc79eb799e8b4c64f51ac6338",
+    sha256="a443dd5b153641654cd81efb14872572477c582878ce36918f6c6dff604eef02",
     stereo=True,
+))
+
+# JSCC (`flowcodec channel`, bench --channel): the flow fine-tuned with an AWGN channel in the
+# loop at ratio 1/6 over 0-20 dB (docs/channel.md). Not an .fcx codec: encode/decode refuse it.
+_register(ZooEntry(
+    name="flow-channel",
+    architecture="flow-channel",
+    file="flow-channel.safetensors",
+    sha256="e3bea3edcb757aff0814b15f57aeb5147a7ca9e6551eea8a4ba2ece5bb134f0d",
+    channel=True,
 ))
 
 # The VQ-VAE baseline (models/vqvae.py, coded by codec/indices.py) has no entry until trained
