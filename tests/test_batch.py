@@ -43,8 +43,7 @@ def tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def by_cli(tree, tmp_path_factory) -> dict[str, bytes]:
     """Each image coded by `flowcodec encode -q 50` and decoded back by `flowcodec decode
-    --threads 1` (a cluster worker's one thread: on an Intel Xeon, decodes with 1 and 2 threads
-    differ by 1 in a few pixels, the open defect of issue 16, which is not what this compares):
+    --threads 1` (a cluster worker's one thread; pixels do not depend on it, test_golden.py):
     relative output path → bytes."""
     out = tmp_path_factory.mktemp("cli")
     found = {}

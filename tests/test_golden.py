@@ -20,12 +20,13 @@ import make_golden  # noqa: E402
 MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name", sorted(MANIFEST))
-def test_golden_file_decodes_to_committed_pixels(name):
+def test_golden_file_decodes_to_committed_pixels(name, threads):
     data = (GOLDEN / f"{name}.fcx").read_bytes()
     assert hashlib.sha256(data).hexdigest() == MANIFEST[name]["fcx_sha256"]
     side = make_golden.cases()[name][3]
-    assert make_golden.decoded_digest(data, side) == MANIFEST[name]["decoded_sha256"]
+    assert make_golden.decoded_digest(data, side, threads) == MANIFEST[name]["decoded_sha256"]
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))

@@ -15,9 +15,16 @@ The coding core never imports training or evaluation (tests/test_layout.py).
 The Python API (docs/python.md) is this package's public names: `encode`, `decode`, `info` and
 the exceptions they raise. They are loaded on first use (PEP 562), so that importing the package,
 as `flowcodec --help` does, imports neither torch nor Pillow.
+
+Importing it pins MKL's numerics for the whole process (codec/blas.py: pixels must not depend on
+the thread count or the CPU), which only works before torch's first BLAS call.
 """
 
 from importlib import import_module
+
+from flowcodec_cli.codec import blas
+
+blas.pin()
 
 _EXPORTS = {
     "decode": "api", "encode": "api", "info": "api",

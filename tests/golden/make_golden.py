@@ -61,21 +61,18 @@ def encode(picture, beta, model, side, tile) -> bytes:
     return codec.encode(picture, beta, model, tile=tile, side_info=side if joint else None)[0]
 
 
-def decoded_digest(data: bytes, side: images.Picture | None) -> str:
-    """The pixel digest of a golden file's decode on one torch thread. One thread, always: on
-    an Intel Xeon (AVX-512) CPU, the flow's float32 synthesis rounds differently with 1 and 2
-    threads, and a few pixels move by 1 (found 2026-12-04, open in issue 16). The digests
-    committed on 2026-12-04 were made on that Intel machine; the hyperprior goldens, whose
-    files did not change, decode there to other pixels than on the AMD EPYC that made the
-    earlier digests (with any ATEN_CPU_CAPABILITY), so until the synthesis is made exact
-    across CPUs these digests hold on one CPU family only."""
+def decoded_digest(data: bytes, side: images.Picture | None, threads: int = 1) -> str:
+    """The pixel digest of a golden file's decode on `threads` torch threads: the same for any
+    count and, with MKL's GEMMs pinned to AVX2 (codec/blas.py), on any CPU with AVX2 (made on an
+    Intel Xeon; before the pin, 1 and 2 threads differed there and the hyperprior goldens decoded
+    to other pixels on an AMD EPYC)."""
     import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         return pixel_digest(codec.decode(data, side_info=side))
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def pixel_digest(picture: images.Picture) -> str:

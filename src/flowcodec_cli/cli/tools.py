@@ -14,6 +14,8 @@ from flowcodec_cli.errors import EXIT_OK, EXIT_USAGE, classify
 @click.pass_context
 def train(ctx):
     """Train a model (see `flowcodec train --help` for the options of flowcodec_cli.training.loop)."""
+    from flowcodec_cli.codec import blas
+    blas.unpin()  # before the models' import makes MKL's first call: training wants speed
     from flowcodec_cli.training import loop as training
     training.main(list(ctx.args))
 

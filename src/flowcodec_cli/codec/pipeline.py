@@ -15,7 +15,8 @@ producing garbage (`loaded.py` says why the tables are the same everywhere).
 All coding runs with oneDNN (mkldnn) switched off: its convolutions partition work by thread
 count and round differently with 1 and 2 threads (measured: 44 pixel values of a Kodak image
 changed by one level), while ATen's im2col + GEMM path gives identical results for any thread
-count, and is no slower on this CPU.
+count, and is no slower on this CPU, once MKL's GEMMs are pinned to one kernel branch in strict
+mode (blas.py; `deterministic` warns once where they are not).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from flowcodec_cli import zoo
-from flowcodec_cli.codec import entropy, fcx, indices, refine, segments
+from flowcodec_cli.codec import blas, entropy, fcx, indices, refine, segments
 from flowcodec_cli.codec.loaded import LoadedCodec
 from flowcodec_cli.codec.tiles import (DEFAULT_TILE, Box, region, tile_grid_fits, tiles, to_rgb,
                                        window)
@@ -78,9 +79,11 @@ _ONEDNN_OFF = _OneDnnOff()
 
 
 def deterministic(fn):
-    """Run `fn` without gradients (a per-thread mode) and without oneDNN (`_OneDnnOff`)."""
+    """Run `fn` without gradients (a per-thread mode), without oneDNN (`_OneDnnOff`) and with
+    MKL's GEMMs pinned (`blas.check`)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        blas.check()
         with torch.no_grad(), _ONEDNN_OFF:
             return fn(*args, **kwargs)
     return wrapper
