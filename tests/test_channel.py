@@ -302,3 +302,15 @@ def test_bench_channel_compares_joint_and_separate_coding(image, tmp_path):
     (row,) = doc["comparison"]
     assert row["design_snr_db"] == 10.0 and row["gap_at_design_db"] is not None
     assert "## PSNR against channel SNR" in (tmp_path / "channel.md").read_text()
+
+
+def test_ratio_picks_the_zoo_weights_trained_for_it():
+    """`--ratio 1/12` gets the file trained at 1/12; a ratio no file was trained for (or none)
+    gets flow-channel, which sends at any supported ratio."""
+    assert jscc.registered("1/12") == jscc.registered(Fraction(2, 24)) == "flow-channel-1-12"
+    assert jscc.registered("1/6") == jscc.registered(None) == zoo.CHANNEL_MODEL
+    assert jscc.registered("1/24") == jscc.registered("junk") == zoo.CHANNEL_MODEL
+    for name in ("flow-channel", "flow-channel-1-12"):
+        entry = zoo.REGISTRY[name]
+        config = json.loads(zoo.read_metadata(zoo.weights_path(name))["config"])
+        assert parse_ratio(config["ratio"]) == parse_ratio(entry.ratio)

@@ -34,6 +34,8 @@ class ZooEntry:
     #: overrides of the config stored in the file: one weights file, another mode (dsc-joint)
     config: tuple[tuple[str, object], ...] = ()
     channel: bool = False  # JSCC weights (`flowcodec channel`, bench --channel): no .fcx codec
+    #: the bandwidth ratio JSCC weights were trained for: `--ratio` picks the entry by it
+    ratio: str | None = None
 
 
 REGISTRY: dict[str, ZooEntry] = {}
@@ -91,13 +93,24 @@ _register(ZooEntry(
 ))
 
 # JSCC (`flowcodec channel`, bench --channel): the flow fine-tuned with an AWGN channel in the
-# loop at ratio 1/6 over 0-20 dB (docs/channel.md). Not an .fcx codec: encode/decode refuse it.
+# loop over 0-20 dB, one file per bandwidth ratio (docs/channel.md); `--ratio` picks the file
+# trained for it, and flow-channel (1/6) serves any other. Not .fcx codecs: encode/decode refuse them.
 _register(ZooEntry(
     name="flow-channel",
     architecture="flow-channel",
     file="flow-channel.safetensors",
     sha256="e3bea3edcb757aff0814b15f57aeb5147a7ca9e6551eea8a4ba2ece5bb134f0d",
     channel=True,
+    ratio="1/6",
+))
+
+_register(ZooEntry(
+    name="flow-channel-1-12",
+    architecture="flow-channel",
+    file="flow-channel-1-12.safetensors",
+    sha256="bc91291d063e6f08b2e5281e828eafd37ef88f28a578ddec77f28cbcdbf860be",
+    channel=True,
+    ratio="1/12",
 ))
 
 # The VQ-VAE baseline (models/vqvae.py, coded by codec/indices.py) has no entry until trained
@@ -114,9 +127,9 @@ DEFAULT_MODEL = "flow"
 
 
 CHANNEL_MODEL = "flow-channel"
-"""The name trained JSCC weights get here (architecture "flow-channel", `channel=True`). Until it
-is registered, `flowcodec channel` runs the `flow` weights with an untrained receiver
-(jscc.load); registering it is all a trained file needs."""
+"""The JSCC weights used at a ratio no entry was trained for (architecture "flow-channel",
+`channel=True`). Without it, `flowcodec channel` runs the `flow` weights with an untrained
+receiver (jscc.load); registering it is all a trained file needs."""
 
 
 def weights_dir() -> Path:

@@ -21,8 +21,8 @@ from flowcodec_cli.errors import EXIT_OK, classify
 @click.option("--sweep", is_flag=True, help="The SNRs 0, 2, ..., 20 dB, as a table.")
 @click.option("--ratio", default=None, metavar="K/N",
               help="Bandwidth ratio: channel uses per pixel value, m/192 for a whole m (1/6 "
-                   "sends 32 of the flow's 192 latent channels, 1/12 sends 16) "
-                   "[default: the model's, 1/6].")
+                   "sends 32 of the flow's 192 latent channels, 1/12 sends 16); it also picks "
+                   "the zoo's weights trained for it, if any [default: the model's, 1/6].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the channel noise: the same inputs and seed give the same output "
                    "bytes.")
@@ -34,7 +34,8 @@ from flowcodec_cli.errors import EXIT_OK, classify
 @click.option("--weights", default=None, metavar="FILE",
               help="Channel model weights (.safetensors from `flowcodec train --model "
                    "flow-channel`, or flow weights with an untrained receiver) [default: the "
-                   "zoo's flow-channel if registered, else flow with the untrained receiver].")
+                   "zoo's weights trained for --ratio (flow-channel: 1/6, flow-channel-1-12: "
+                   "1/12), else flow-channel].")
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
               help="Torch threads [default: torch's own choice]; the output is the same.")
 def channel(image, snrs, sweep, ratio, seed, output, force, as_json, weights, threads):
@@ -54,7 +55,7 @@ def channel(image, snrs, sweep, ratio, seed, output, force, as_json, weights, th
         import torch
         torch.set_num_threads(threads)
     try:
-        loaded = jscc.load(weights)
+        loaded = jscc.load(weights, ratio)
     except Exception as exc:  # noqa: BLE001
         _fail(weights or "channel model", exc)
     try:

@@ -2,8 +2,9 @@
 image over an AWGN channel (`flowcodec channel`, `flowcodec bench --channel`). The model and the
 channel are models/channel.py; docs/channel.md says what is measured and how.
 
-Weights: a `flowcodec train --model flow-channel` file given by path; else the zoo's
-`zoo.CHANNEL_MODEL` entry once one is registered (verified like every zoo model); until then the
+Weights: a `flowcodec train --model flow-channel` file given by path; else the zoo's entry
+trained for the requested ratio, or `zoo.CHANNEL_MODEL` (verified like every zoo model); without
+one the
 verified `flow` weights wrapped in the channel model, whose receiver is then untrained: the MMSE
 baseline. A `flow` weights file given by path is wrapped the same way.
 
@@ -28,7 +29,7 @@ from flowcodec_cli.codec.pipeline import deterministic
 from flowcodec_cli.codec.tiles import image_tensor, to_rgb
 from flowcodec_cli.errors import WeightsError
 from flowcodec_cli.models import build_model
-from flowcodec_cli.models.channel import ChannelCodec, awgn
+from flowcodec_cli.models.channel import ChannelCodec, awgn, parse_ratio
 
 SWEEP_SNRS = tuple(float(s) for s in range(0, 21, 2))
 """`--sweep`: 0, 2, ..., 20 dB."""
@@ -58,12 +59,28 @@ def _wrap(path: Path, sha: str, label: str, config: dict, tensors: dict) -> Chan
     return ChannelWeights(model.eval(), label, sha, trained=False)
 
 
-def load(weights: str | Path | None = None) -> ChannelWeights:
-    """The channel model (module docstring). Raises WeightsError when weights are missing, fail
-    their check, or hold another architecture."""
-    if weights is None and zoo.CHANNEL_MODEL in zoo.REGISTRY:
-        model, sha = zoo.load(zoo.CHANNEL_MODEL)
-        return ChannelWeights(model, zoo.CHANNEL_MODEL, sha, trained=True)
+def registered(ratio=None) -> str | None:
+    """The zoo's JSCC entry for a bandwidth ratio: the one trained for it, else CHANNEL_MODEL
+    (None when neither is registered)."""
+    try:
+        wanted = None if ratio is None else parse_ratio(ratio)
+    except ValueError:  # refused with its usage message by whoever sends at that ratio
+        wanted = None
+    if wanted is not None:
+        for entry in zoo.REGISTRY.values():
+            if entry.channel and entry.ratio and parse_ratio(entry.ratio) == wanted:
+                return entry.name
+    return zoo.CHANNEL_MODEL if zoo.CHANNEL_MODEL in zoo.REGISTRY else None
+
+
+def load(weights: str | Path | None = None, ratio=None) -> ChannelWeights:
+    """The channel model (module docstring): `weights`, else the zoo's entry for `ratio`
+    (`registered`). Raises WeightsError when weights are missing, fail their check, or hold
+    another architecture."""
+    name = registered(ratio) if weights is None else None
+    if name is not None:
+        model, sha = zoo.load(name)
+        return ChannelWeights(model, name, sha, trained=True)
     if weights is None:
         path, sha = zoo.verify("flow")
         _, config, tensors = zoo.load_state(path)

@@ -150,7 +150,7 @@ def run_channel(directory, *, ratio: str | None = None, snrs=None, design_snrs=N
     paths = list_images(Path(directory), images)
     if threads is not None:
         torch.set_num_threads(threads)
-    plan.senders.extend([jscc.load()] + [jscc.load(p) for p in channel_models])
+    plan.senders.extend([jscc.load(ratio=ratio)] + [jscc.load(p) for p in channel_models])
     for weights in plan.senders:
         try:
             weights.model.sent_channels(ratio)
