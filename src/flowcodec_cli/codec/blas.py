@@ -16,7 +16,10 @@ independent of the thread count. Its cost, measured on that Xeon: the flow's syn
 MKL reads the mode once, at its first call. So it is set when the package is imported, before
 any torch work (`flowcodec` and every worker it starts do so); a program that used torch's BLAS
 before importing flowcodec_cli keeps MKL's default mode, and `check()` warns it once. A MKL_CBWR
-the user set is kept; `flowcodec train` releases the pin (`unpin`); and builds of torch without MKL (aarch64, macOS) have nothing to pin.
+the user set is kept; `flowcodec train` releases the pin (`unpin`); and builds of torch without
+MKL (aarch64, macOS) have nothing to pin. MKL_ENABLE_INSTRUCTIONS, if the user sets it, overrides
+the branch (measured: with AVX512 the flow golden decodes to other pixels, with AVX2 to the pinned
+ones, though MKL reports the pin in place either way), so it is left to those who set it.
 """
 
 from __future__ import annotations
