@@ -4,9 +4,8 @@ channel are models/channel.py; docs/channel.md says what is measured and how.
 
 Weights: a `flowcodec train --model flow-channel` file given by path; else the zoo's entry
 trained for the requested ratio, or `zoo.CHANNEL_MODEL` (verified like every zoo model); without
-one the
-verified `flow` weights wrapped in the channel model, whose receiver is then untrained: the MMSE
-baseline. A `flow` weights file given by path is wrapped the same way.
+one, the verified `flow` weights wrapped in the channel model, whose receiver is then untrained:
+the MMSE baseline. A `flow` weights file given by path is wrapped the same way.
 
 Reproducible: the noise comes from a torch.Generator seeded with `seed` (the same noise for every
 SNR, scaled: common random numbers, so a sweep's curve is not jagged by the draws), and the
