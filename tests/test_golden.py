@@ -1,5 +1,7 @@
-"""Golden files: committed .fcx files must decode to committed pixel digests on any machine, and
-today's encoder must still write them byte for byte (made by tests/golden/make_golden.py)."""
+"""Golden files: committed .fcx files must decode to committed pixel digests on any machine (those
+of the MKL branch it pins, codec/blas.py, and the AVX2 ones, which every x86-64 CPU of the last
+decade can run), and today's encoder must still write them byte for byte (made by
+tests/golden/make_golden.py)."""
 
 import hashlib
 import json
@@ -11,6 +13,7 @@ from click.testing import CliRunner
 
 from flowcodec_cli import codec
 from flowcodec_cli.cli import main
+from flowcodec_cli.codec import blas
 
 GOLDEN = Path(__file__).parent / "golden"
 sys.path.insert(0, str(GOLDEN))
@@ -20,13 +23,26 @@ import make_golden  # noqa: E402
 MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
 
 
+needs_mkl = pytest.mark.skipif(blas.branch() is None,
+                               reason="MKL is not pinned here (no MKL, or a MKL_CBWR of the user's)")
+
+
+@needs_mkl
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name", sorted(MANIFEST))
 def test_golden_file_decodes_to_committed_pixels(name, threads):
     data = (GOLDEN / f"{name}.fcx").read_bytes()
     assert hashlib.sha256(data).hexdigest() == MANIFEST[name]["fcx_sha256"]
     side = make_golden.cases()[name][3]
-    assert make_golden.decoded_digest(data, side, threads) == MANIFEST[name]["decoded_sha256"]
+    expected = MANIFEST[name]["decoded_sha256"][blas.branch()]
+    assert make_golden.decoded_digest(data, side, threads) == expected
+
+
+@needs_mkl
+def test_golden_files_decode_to_the_avx2_pixels_on_this_cpu_too():
+    """The branch every machine kind can run: on an AVX-512 CPU this is a second set of kernels."""
+    assert make_golden.digests_on(blas.AVX2) == {
+        name: entry["decoded_sha256"][blas.AVX2] for name, entry in MANIFEST.items()}
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))

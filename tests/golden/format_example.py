@@ -118,9 +118,10 @@ Check: {fixed} (fixed part, L = {len(name)}) + 4 + {_spaced(z_len)} + 4 + {_spac
 The magic, version, model, digest, size, layout, tile and beta bytes do not change between
 builds. The params CRC, the stream lengths and the stream bytes depend on the entropy-coder
 constants (§4.1), so they change whenever those constants change. The same command gives the
-same bytes on one build: coding turns off oneDNN and pins MKL's GEMMs to their AVX2 kernels in
-strict reproducibility mode (`codec/blas.py`), so that the float32 transforms give the same
-result for any thread count, and the decoded pixels are the same on any CPU with AVX2.
+same bytes on one build: coding turns off oneDNN and pins MKL's GEMMs to one kernel branch
+(AVX-512 or AVX2) in strict reproducibility mode (`codec/blas.py`), so that the float32
+transforms give the same result for any thread count, and the decoded pixels are the same on
+every machine of one branch.
 
 `flowcodec info /tmp/x.fcx` prints the same fields, with `tile {h.tile}` and
 `streams [{z_len}, {y_len}]`.

@@ -2,21 +2,29 @@
 the format change on purpose; the commit must say why). It also rewrites the worked example of
 docs/format.md (format_example.py), which shows one of these files byte by byte.
 
-Each golden `.fcx` is committed with the sha256 of the pixels it must decode to. The test
-(tests/test_golden.py) decodes them on whatever machine runs CI, so a decoder that rebuilds other
-tables, or a transform that rounds differently, is caught on the machine where it happens.
+Each golden `.fcx` is committed with the sha256 of the pixels it must decode to, once per MKL
+branch the coding pins (codec/blas.py: AVX2 and AVX512, which differ by one level in a few
+pixels). The test (tests/test_golden.py) decodes them on whatever machine runs CI, with its own
+branch and with AVX2, so a decoder that rebuilds other tables, or a transform that rounds
+differently, is caught on the machine where it happens. A machine without AVX-512 cannot make
+the AVX512 digests: it keeps the committed ones.
+
+`python tests/golden/make_golden.py --digests` prints this process's digests (as JSON).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from flowcodec_cli import codec
-from flowcodec_cli.codec import fcx
+from flowcodec_cli.codec import blas, fcx
 from flowcodec_cli.files import images
 
 import format_example
@@ -62,10 +70,8 @@ def encode(picture, beta, model, side, tile) -> bytes:
 
 
 def decoded_digest(data: bytes, side: images.Picture | None, threads: int = 1) -> str:
-    """The pixel digest of a golden file's decode on `threads` torch threads: the same for any
-    count and, with MKL's GEMMs pinned to AVX2 (codec/blas.py), on any CPU with AVX2 (made on an
-    Intel Xeon; before the pin, 1 and 2 threads differed there and the hyperprior goldens decoded
-    to other pixels on an AMD EPYC)."""
+    """The pixel digest of a golden file's decode on `threads` torch threads (the same for any
+    count since MKL is pinned; before, 1 and 2 threads differed on an Intel Xeon)."""
     import torch
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -73,6 +79,20 @@ def decoded_digest(data: bytes, side: images.Picture | None, threads: int = 1) -
         return pixel_digest(codec.decode(data, side_info=side))
     finally:
         torch.set_num_threads(before)
+
+
+def digests() -> dict[str, str]:
+    """name → pixel digest of every committed golden file, decoded in this process."""
+    return {name: decoded_digest((HERE / f"{name}.fcx").read_bytes(), case[3])
+            for name, case in cases().items()}
+
+
+def digests_on(branch: str) -> dict[str, str]:
+    """`digests()` in a fresh interpreter whose MKL is pinned to `branch`."""
+    env = {**os.environ, "MKL_CBWR": branch}
+    out = subprocess.run([sys.executable, str(HERE / "make_golden.py"), "--digests"], env=env,
+                         check=True, capture_output=True, text=True, cwd=HERE)
+    return json.loads(out.stdout)
 
 
 def pixel_digest(picture: images.Picture) -> str:
@@ -83,17 +103,27 @@ def pixel_digest(picture: images.Picture) -> str:
 
 
 def main() -> None:
+    previous = json.loads((HERE / "manifest.json").read_text())
     manifest = {}
     for name, (picture, beta, model, side) in cases().items():
         tile = 64 if "tiled64" in name else codec.DEFAULT_TILE
         data = encode(picture, beta, model, side, tile)
         (HERE / f"{name}.fcx").write_bytes(data)
-        manifest[name] = {"fcx_sha256": hashlib.sha256(data).hexdigest(),
-                          "decoded_sha256": decoded_digest(data, side)}
+        manifest[name] = {"fcx_sha256": hashlib.sha256(data).hexdigest(), "decoded_sha256": {}}
+    branches = [blas.AVX2] + ([blas.AVX512] if blas.best_branch() == blas.AVX512 else [])
+    for branch in (blas.AVX2, blas.AVX512):
+        made = digests_on(branch) if branch in branches else None
+        for name in manifest:
+            kept = previous.get(name, {}).get("decoded_sha256")
+            kept = kept.get(branch) if isinstance(kept, dict) else None  # a str: one branch, before
+            manifest[name]["decoded_sha256"][branch] = made[name] if made else kept
     (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     format_example.main([])  # docs/format.md §2 and the cli.md info example
     print(json.dumps(manifest, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--digests"]:
+        print(json.dumps(digests()))
+    else:
+        main()
