@@ -58,7 +58,7 @@ def test_json_structure(work):
     for key in ("format", "environment", "config", "images", "points", "curves", "bd", "errors"):
         assert key in doc
     env = doc["environment"]
-    for key in ("torch", "torch_threads", "cpu", "date", "git"):
+    for key in ("torch", "torch_threads", "mkl_branch", "cpu", "date", "git"):
         assert key in env
     assert doc["images"][0]["name"] == PARROTS.name and len(doc["images"][0]["sha256"]) == 64
     assert doc["config"]["jobs"] == 4 and doc["config"]["jobs_run"] == 4

@@ -62,8 +62,10 @@ def git_state() -> dict:
 
 
 def environment(device: str, threads: int | None) -> dict:
-    """The `environment` section of bench.json and stereo.json."""
+    """The `environment` section of bench.json and stereo.json. `mkl_branch` is the kernel
+    branch coding pinned (codec/blas.py): it sets both the speed and which pixels come out."""
     import torch
+    from flowcodec_cli.codec import blas
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -73,6 +75,7 @@ def environment(device: str, threads: int | None) -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "threads_option": threads,
+        "mkl_branch": blas.branch(),
         "device": device,
         "cuda_device": torch.cuda.get_device_name(0) if device == "cuda" else None,
         "libraries": library_versions(),
