@@ -1,7 +1,7 @@
 """Rewrite weights/flow.json after scripts/ship_flow.sh shipped continued weights.
 
     python scripts/flow_card.py --checkpoint runs/flowN/checkpoint.pt --eval runs/eval/flowN.json \
-        [--note TEXT ...]
+        [--bench KODAK_BENCH.json] [--note TEXT ...]
 
 The new card is built from the artefacts (training.modelcard.build_card: weights, checkpoint,
 log); the history the new run's checkpoint cannot know (the earlier training stages, the
@@ -24,10 +24,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--eval", type=Path, required=True, help="the held-out check of ship_flow.sh")
+    p.add_argument("--bench", type=Path, help="a Kodak `flowcodec bench` report of these weights")
     p.add_argument("--note", action="append", default=[])
     a = p.parse_args()
     old = json.loads(CARD.read_text())
-    card = build_card(Path("weights/flow.safetensors"), a.checkpoint, None, notes=a.note)
+    card = build_card(Path("weights/flow.safetensors"), a.checkpoint, a.bench, notes=a.note)
     previous = old["training"]
     card["training"]["earlier_stages"] = previous.get("earlier_stages", []) + [
         {"command": previous["command"], "steps": previous["steps_this_run"],

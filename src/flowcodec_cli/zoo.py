@@ -58,7 +58,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="a443dd5b153641654cd81efb14872572477c582878ce36918f6c6dff604eef02",
+    sha256="7b997610e1690e8c00ce18b99f5034b484e4c469a98e2d0b6a0b92e6fcef526a",
 ))
 
 # The side-information family (bench --stereo), built on the flow codec. dsc is the distributed
@@ -71,7 +71,7 @@ _register(ZooEntry(
     name="dsc",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="fc45c5b01cd31998507c7867aabd69419cf6db49dbc2c43abc819c3227c8abe9",
+    sha256="091723f41a6289371ef6c1d4441e551523aba94e680e0f3993d4e2339b5a1870",
     stereo=True,
 ))
 
@@ -79,7 +79,7 @@ _register(ZooEntry(
     name="dsc-joint",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="fc45c5b01cd31998507c7867aabd69419cf6db49dbc2c43abc819c3227c8abe9",
+    sha256="091723f41a6289371ef6c1d4441e551523aba94e680e0f3993d4e2339b5a1870",
     stereo=True,
     config=(("mode", "joint"),),
 ))
@@ -88,7 +88,7 @@ _register(ZooEntry(
     name="dsc-separate",
     architecture="flow",
     file="flow.safetensors",
-    sha256="a443dd5b153641654cd81efb14872572477c582878ce36918f6c6dff604eef02",
+    sha256="7b997610e1690e8c00ce18b99f5034b484e4c469a98e2d0b6a0b92e6fcef526a",
     stereo=True,
 ))
 
