@@ -29,14 +29,14 @@ def spy(record) -> None:
     """Wrap the loop's train_step and save_checkpoint so that each call is recorded."""
     train_step, save_checkpoint = loop.train_step, loop.save_checkpoint
 
-    def recorded_step(model, optimizer, args, step, draw, rng, net=None):
+    def recorded_step(model, optimizer, args, step, draw, rng, net=None, time_spent=0.0):
         crops = []
 
         def recorded_draw(rng):
             x, side = draw(rng)
             crops.append(digest([x]))
             return x, side
-        stats = train_step(model, optimizer, args, step, recorded_draw, rng, net)
+        stats = train_step(model, optimizer, args, step, recorded_draw, rng, net, time_spent)
         record({"step": step + 1, "crops": crops[0], "params": digest(model.parameters())})
         return stats
 

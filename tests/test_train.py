@@ -97,3 +97,29 @@ def test_bf16_defaults_to_what_the_hardware_computes_natively(monkeypatch):
         assert train.parse_args([*base, "--bf16"]).bf16 is True
         assert train.parse_args([*base, "--no-bf16"]).bf16 is False
         assert train.parse_args([*base, "--device", "cuda"]).bf16 is True
+
+
+def test_a_time_budget_stops_the_run_with_the_learning_rate_decayed(tmp_path):
+    """--budget-minutes (a lent GPU's minutes, a session's end) stops early and checkpoints, and the
+    cosine decay follows the clock, so the cut-off run ends at the bottom learning rate."""
+    assert abs(train.learning_rate(600, 100_000, 1e-3, time_spent=1.0) - 1e-4) < 1e-12
+    assert train.learning_rate(600, 100_000, 1e-3, time_spent=0.5) < train.learning_rate(600, 100_000, 1e-3)
+    run = tmp_path / "run"
+    _train(run, 100_000, "--budget-minutes", "0.0001")  # 6 ms: spent after the first step
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert 1 <= state["step"] <= 2 and state["seconds"] > 0.006
+    _train(run, 100_000, "--budget-minutes", "0.0001")  # the budget counts over resumes: spent
+    again = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert again["step"] <= state["step"] + 1 and again["seconds"] > state["seconds"]
+
+
+def test_a_run_record_builds_the_same_model_card_as_its_checkpoint(tmp_path):
+    """A lent GPU's checkpoints stay there; the export's run record stands in for them."""
+    from flowcodec_cli.training.modelcard import build_card
+    run = tmp_path / "run"
+    _train(run, 2)
+    weights, record = tmp_path / "w.safetensors", run / "run.json"
+    train.main(["export", str(run / "checkpoint.pt"), str(weights), "--record", str(record)])
+    from_checkpoint = build_card(weights, run / "checkpoint.pt", None)
+    from_record = build_card(weights, record, None)
+    assert from_record == from_checkpoint and from_record["training"]["steps"] == 2

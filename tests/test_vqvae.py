@@ -195,3 +195,27 @@ def test_train_resume_and_export_with_stereo_pairs(tmp_path):
     checkpoints.export_checkpoint(str(tmp_path / "checkpoint.pt"), str(out))
     model, state = checkpoints.load_checkpoint_model(out)
     assert state["step"] == 3 and model.config.side_info
+
+
+def test_a_side_stage_grown_on_a_trained_vqvae_leaves_what_the_encoder_codes(tmp_path):
+    """--init-from a plain VQ-VAE with side_info on and --train-only si_net g_s: the codebooks
+    (EMA-learned buffers), g_a and the prior stay as they were, so the grown model codes the same
+    indices as the plain one, which is therefore its exact separate control."""
+    common = ["--data", str(DATA / "stereo" / "left"), "--batch", "2", "--crop", "32",
+              "--threads", "1", "--log-every", "1", "--no-bf16"]
+    train.main(["--model", "vqvae", "--config", json.dumps(TINY), "--run-dir", str(tmp_path / "a"),
+                "--steps", "2", *common])
+    plain = tmp_path / "plain.safetensors"
+    checkpoints.export_checkpoint(str(tmp_path / "a" / "checkpoint.pt"), str(plain))
+    train.main(["--model", "vqvae", "--init-from", str(plain), "--config", '{"side_info": true}',
+                "--train-only", "si_net", "g_s", "--stereo", str(DATA / "stereo"),
+                "--crop-width", "64", "--run-dir", str(tmp_path / "b"), "--steps", "3", *common])
+    grown = tmp_path / "grown.safetensors"
+    checkpoints.export_checkpoint(str(tmp_path / "b" / "checkpoint.pt"), str(grown))
+    _, _, before = zoo.load_state(plain)
+    _, config, after = zoo.load_state(grown)
+    assert config["side_info"]
+    kept = [k for k in before if k.split(".")[0] in ("quantizer", "g_a", "prior")]
+    assert kept and all(torch.equal(before[k], after[k]) for k in kept)
+    old_part = lambda k: after[k][tuple(slice(0, n) for n in before[k].shape)]  # noqa: E731
+    assert any(not torch.equal(before[k], old_part(k)) for k in before if k.startswith("g_s"))

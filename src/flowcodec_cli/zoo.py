@@ -113,13 +113,16 @@ _register(ZooEntry(
     ratio="1/12",
 ))
 
-# The VQ-VAE baseline (models/vqvae.py, coded by codec/indices.py) has no entry until trained
-# weights ship; an entry is all it then takes (encode, decode, bench, bench --stereo). The
-# conditional variant is the same architecture whose file's config has side_info true, marked
-# stereo like the dsc family:
-#   _register(ZooEntry(name="vqvae", architecture="vqvae", file="vqvae.safetensors", sha256=…))
-#   _register(ZooEntry(name="vqvae-side", architecture="vqvae", file="vqvae-side.safetensors",
-#                      sha256=…, stereo=True))
+# The VQ-VAE baseline (models/vqvae.py, coded by codec/indices.py; issue 19): residual VQ with
+# a learned prior over the indices, trained from scratch with the from-scratch flow's recipe
+# (weights/vqvae.json). The conditional variant (seed 004) is the same architecture whose file's
+# config has side_info true, marked stereo like the dsc family.
+_register(ZooEntry(
+    name="vqvae",
+    architecture="vqvae",
+    file="vqvae.safetensors",
+    sha256="68e57446d5f78b7b1869b73ddc7d5361ed92574bfd707c67495d3dd7cc8e43a9",
+))
 
 DEFAULT_MODEL = "flow"
 """The model `encode` uses without --model: the flow codec, the better of the two on Kodak

@@ -33,14 +33,28 @@ from flowcodec_cli.models.base import file_name
 
 
 def read_checkpoint(path: Path) -> dict:
-    """The raw checkpoint dict (see the module docstring), on the CPU."""
+    """The raw checkpoint dict (see the module docstring), on the CPU; or, for a `.json` path,
+    a run record (`run_record`): what a model card needs of a checkpoint too big to bring back."""
+    if Path(path).suffix == ".json":
+        return json.loads(Path(path).read_text())
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def run_record(checkpoint: Path) -> dict:
+    """A checkpoint without its tensors: the run's args, its step and the steps before it.
+
+    Why: a lent GPU's checkpoints (weights + Adam moments, ~70 MB for the flow) stay on that
+    machine; the fp16 export and this record come back, and the model card is built from them."""
+    state = read_checkpoint(checkpoint)
+    return {"args": state["args"], "step": state["step"], "steps_before": state.get("steps_before", 0)}
+
+
 def save_checkpoint(path: Path, model, optimizer, step: int, args: dict, rng: random.Random,
-                    steps_before: int = 0, rank_rngs: list[dict] | None = None) -> None:
+                    steps_before: int = 0, rank_rngs: list[dict] | None = None,
+                    seconds: float = 0.0) -> None:
     """Everything a resumed run needs; `steps_before`: steps of the weights it started from;
-    `rank_rngs`: every rank's RNG states in a distributed run (`model`: the unwrapped model)."""
+    `rank_rngs`: every rank's RNG states in a distributed run (`model`: the unwrapped model);
+    `seconds`: the run's training time so far, over its resumes (what --budget-minutes counts)."""
     ranks = {"rank_rngs": rank_rngs} if rank_rngs is not None else {}
     with atomic_path(path) as tmp:
         torch.save({
@@ -48,6 +62,7 @@ def save_checkpoint(path: Path, model, optimizer, step: int, args: dict, rng: ra
             "optimizer": optimizer.state_dict(),
             "step": step,
             "steps_before": steps_before,
+            "seconds": seconds,
             "model_name": model.name,
             "config": model.config.to_dict(),
             "args": args,
@@ -136,9 +151,12 @@ def export_weights(model, path: Path, trained_steps: int | None = None) -> str:
     return zoo.sha256_file(path)
 
 
-def export_checkpoint(checkpoint: str, out: str) -> str:
-    """Strip a training checkpoint to fp16 weights + config (safetensors); returns the sha256."""
+def export_checkpoint(checkpoint: str, out: str, record: str | None = None) -> str:
+    """Strip a training checkpoint to fp16 weights + config (safetensors); returns the sha256.
+    `record`: also write the run record (`run_record`) there, for a model card elsewhere."""
     model, state = load_checkpoint(Path(checkpoint))
+    if record:
+        Path(record).write_text(json.dumps(run_record(Path(checkpoint)), indent=1) + "\n")
     total = state.get("steps_before", 0) + state["step"]
     sha = export_weights(model, Path(out), trained_steps=total)
     print(json.dumps({"checkpoint": checkpoint, "step": state["step"], "trained_steps": total,

@@ -95,6 +95,15 @@ class Ranks:
         dist.broadcast(value, src=0)
         return bool(value.item())
 
+    def share(self, value: float) -> float:
+        """Rank 0's `value` on every rank (e.g. the share of a time budget spent, which sets the
+        learning rate and so must be the same everywhere)."""
+        if self.world == 1:
+            return value
+        shared = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.broadcast(shared, src=0)
+        return float(shared.item())
+
     def mean(self, sums: dict[str, float]) -> dict[str, float]:
         """Per-rank sums of the logged stats averaged over the ranks (equal batches, so this is
         the mean over the global batch)."""

@@ -51,12 +51,16 @@ from flowcodec_cli.training.throughput import native_bf16
 BatchSource = Callable[[random.Random], tuple[torch.Tensor, torch.Tensor | None]]
 
 
-def learning_rate(step: int, total: int, peak: float) -> float:
-    """Short warm-up, then cosine decay to 10% of the peak."""
+def learning_rate(step: int, total: int, peak: float, time_spent: float = 0.0) -> float:
+    """Short warm-up, then cosine decay to 10% of the peak.
+
+    `time_spent`: the share of a --budget-minutes wall-clock budget used so far; the decay
+    follows whichever of steps and time is further along, so a run cut off by its budget (a
+    lent GPU, a session's end) still ends at the low learning rate that a finished one does."""
     warmup = 500
     if step < warmup:
         return peak * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_spent))
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -112,7 +116,9 @@ def freeze_all_but(model: torch.nn.Module, parts: list[str]) -> None:
 
     Why: a part grown onto a trained model (the side-information stage on the flow) first
     learns with the rest frozen, which skips the frozen transforms' weight gradients: a side-info
-    step on the flow costs a third of a full one."""
+    step on the flow costs a third of a full one. On the VQ-VAE, a frozen quantizer also keeps
+    its codebooks (which learn by EMA, not by gradients), so the conditional VQ-VAE grown on a
+    trained one codes exactly the same indices as it: that one is its separate control."""
     if not parts:
         return
     names = {name.split(".")[0] for name, _ in model.named_parameters()}
@@ -120,6 +126,10 @@ def freeze_all_but(model: torch.nn.Module, parts: list[str]) -> None:
         raise SystemExit(f"--train-only: {model.name} has no {unknown} (it has {sorted(names)})")
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name.split(".")[0] in parts)
+    for name, part in model.named_children():  # what learns without gradients: VQ codebooks
+        for module in part.modules():
+            if hasattr(module, "learning"):
+                module.learning = name in parts
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, state: dict | None) -> torch.optim.Optimizer:
@@ -153,14 +163,15 @@ def batch_source(args: argparse.Namespace, model, device: torch.device) -> Batch
 
 
 def train_step(model, optimizer, args: argparse.Namespace, step: int, draw: BatchSource,
-               rng: random.Random, net: torch.nn.Module | None = None) -> dict:
+               rng: random.Random, net: torch.nn.Module | None = None,
+               time_spent: float = 0.0) -> dict:
     """One optimizer step (`step` counts the steps done before it); returns the batch's stats.
 
     The draws from `rng` come in a fixed order, batch then βs, so a resumed run repeats them.
     `net`: the model's DistributedDataParallel wrapper under torchrun, whose backward averages
-    the gradients over the ranks before they are clipped."""
+    the gradients over the ranks before they are clipped. `time_spent`: see learning_rate."""
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate(step, args.steps, args.lr)
+        group["lr"] = learning_rate(step, args.steps, args.lr, time_spent)
     x, side = draw(rng)
     beta = sample_betas(args.batch, model.config.beta_min, model.config.beta_max, rng).to(x.device)
     rate_weight = min(1.0, step / args.rate_warmup) if args.rate_warmup else 1.0
@@ -202,8 +213,9 @@ class TrainingLog:
 
 
 def train(args: argparse.Namespace) -> None:
-    """Train until --steps, checkpointing every --checkpoint-seconds and at the end; under
-    torchrun, as one rank of a DistributedDataParallel run (see distributed.py)."""
+    """Train until --steps (or until --budget-minutes of the run's wall clock are spent),
+    checkpointing every --checkpoint-seconds and at the end; under torchrun, as one rank of a
+    DistributedDataParallel run (see distributed.py)."""
     with Ranks.join(args.device) as ranks:
         torch.set_num_threads(args.threads)
         run_dir = Path(args.run_dir)
@@ -220,22 +232,34 @@ def train(args: argparse.Namespace) -> None:
         net = ranks.wrap(model)
         draw = batch_source(args, model, ranks.device)
 
+        spent_before = state.get("seconds", 0.0) if state else 0.0  # over earlier resumes
+        started = time.time()
+
+        def seconds() -> float:
+            return spent_before + time.time() - started
+
         def checkpoint(step: int) -> None:
             rank_rngs = ranks.rng_states(rng)
             if ranks.main:
                 save_checkpoint(ckpt_path, model, optimizer, step, vars(args), rng, steps_before,
-                                rank_rngs)
+                                rank_rngs, seconds())
             ranks.barrier()
 
         log_path = run_dir / "log.jsonl"
         with open(log_path, "a") if ranks.main else contextlib.nullcontext() as log_file:
             log = TrainingLog(log_file, args.log_every, ranks.mean)
             last_checkpoint = time.time()
+            budget = args.budget_minutes * 60 or math.inf
             while step < args.steps:
-                stats = train_step(model, optimizer, args, step, draw, rng, net)
+                time_spent = ranks.share(seconds() / budget)
+                stats = train_step(model, optimizer, args, step, draw, rng, net, time_spent)
                 step += 1
                 log.add(step, stats, optimizer.param_groups[0]["lr"])
+                over = time_spent >= 1.0
                 due = ranks.agree(time.time() - last_checkpoint > args.checkpoint_seconds)
+                if over:
+                    print(f"--budget-minutes {args.budget_minutes:g} spent at step {step}", flush=True)
+                    break
                 if due or step == args.steps:
                     checkpoint(step)
                     last_checkpoint = time.time()
@@ -256,6 +280,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", nargs="+", required=True, help="image folders (searched recursively)")
     p.add_argument("--run-dir", required=True, help="checkpoint and log folder; resumes if it has one")
     p.add_argument("--steps", type=int, default=40000)
+    p.add_argument("--budget-minutes", type=float, default=0.0,
+                   help="also stop after this many minutes of training (counted over resumes), "
+                        "with the learning rate decayed over them (0: no budget)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128, help="crop height (and width)")
     p.add_argument("--crop-width", type=int, default=0, help="crop width if not --crop")
@@ -306,8 +333,10 @@ def main(argv: list[str] | None = None) -> None:
         p = argparse.ArgumentParser(prog="flowcodec-train export")
         p.add_argument("checkpoint")
         p.add_argument("out")
+        p.add_argument("--record", help="also write the run record (args, steps) here, as JSON: "
+                                        "with the run's log.jsonl, what a model card needs")
         a = p.parse_args(argv[1:])
-        export_checkpoint(a.checkpoint, a.out)
+        export_checkpoint(a.checkpoint, a.out, a.record)
         return
     train(parse_args(argv))
 

@@ -77,7 +77,7 @@ def stereo_results(bench_path: Path, model: str) -> dict:
 def training_command(args: dict) -> str:
     return "flowcodec train " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
-        for k, v in args.items() if v not in (None, "", False))
+        for k, v in args.items() if v not in (None, "", False, []))
 
 
 def stage(checkpoint: Path) -> dict:
@@ -139,7 +139,9 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None,
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m flowcodec_cli.training.modelcard", description=__doc__)
     p.add_argument("--weights", type=Path, required=True)
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, required=True,
+                   help="the run's checkpoint.pt, or its run record (train export --record) next "
+                        "to the run's log.jsonl")
     p.add_argument("--bench", type=Path)
     p.add_argument("--stereo-bench", type=Path, help="a `flowcodec bench --stereo` JSON report")
     p.add_argument("--note", action="append", default=[],

@@ -49,6 +49,9 @@ class ResidualQuantizer(nn.Module):
     def __init__(self, stages: int, codes: int, dim: int, decay: float, dead_steps: int):
         super().__init__()
         self.decay, self.dead_steps = decay, dead_steps
+        #: whether training moves the codebooks (EMA, dead-code restarts). They are buffers, not
+        #: parameters, so freezing a model's parts (train --train-only) must say so here too
+        self.learning = True
         codebooks = 0.1 * torch.randn(stages, codes, dim)
         self.register_buffer("codebooks", codebooks)                       # (S, K, D)
         self.register_buffer("cluster_size", torch.ones(stages, codes))    # EMA of the counts
@@ -79,15 +82,16 @@ class ResidualQuantizer(nn.Module):
             total = torch.zeros_like(flat)
             commitment = flat.new_zeros(b)
             indices, contexts = [], []
+            learn = self.training and self.learning
             for k in range(self.stages if self.training else int(stages.max())):
                 active = stages > k                                       # (B,)
                 contexts.append(total)
                 residual = flat - total
-                if self.training:
+                if learn:
                     self._restart_dead(k, residual.detach()[active].reshape(-1, d))
                 index = self.nearest(k, residual.detach().reshape(-1, d)).view(b, h * w)
                 code = self.codebooks[k][index]                           # (B, hw, D)
-                if self.training:
+                if learn:
                     self._learn(k, residual.detach()[active].reshape(-1, d), index[active].reshape(-1))
                 commitment = commitment + active * (residual - code).square().mean((1, 2))
                 total = total + code * active[:, None, None]
