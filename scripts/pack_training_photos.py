@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from flowcodec_cli.files.images import image_files
+from flowcodec_cli.training.data import downscaled
 
 
 def main() -> None:
@@ -35,11 +36,7 @@ def main() -> None:
     for i, folder in enumerate(a.folders):
         for path in image_files(folder, recursive=True):
             with Image.open(path) as im:
-                im = im.convert("RGB")
-                short = min(im.size)
-                if short > a.max_side:
-                    scale = a.max_side / short
-                    im = im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
+                im = downscaled(im.convert("RGB"), a.max_side)
                 if a.crop and min(im.size) >= a.crop:
                     left, top = rng.randrange(im.width - a.crop + 1), rng.randrange(im.height - a.crop + 1)
                     im = im.crop((left, top, left + a.crop, top + a.crop))

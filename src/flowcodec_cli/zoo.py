@@ -58,7 +58,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="7b997610e1690e8c00ce18b99f5034b484e4c469a98e2d0b6a0b92e6fcef526a",
+    sha256="73516de9a9ed7f831f29c0f1d31a34f900d2e722041bd436c0203066b2ff276b",
 ))
 
 # The side-information family (bench --stereo), built on the flow codec. dsc is the distributed
@@ -71,7 +71,7 @@ _register(ZooEntry(
     name="dsc",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="091723f41a6289371ef6c1d4441e551523aba94e680e0f3993d4e2339b5a1870",
+    sha256="3233ee038e5ba7f437b21dccc3ba8ad3988d758ca928d2b15f07d291decfa799",
     stereo=True,
 ))
 
@@ -79,7 +79,7 @@ _register(ZooEntry(
     name="dsc-joint",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="091723f41a6289371ef6c1d4441e551523aba94e680e0f3993d4e2339b5a1870",
+    sha256="3233ee038e5ba7f437b21dccc3ba8ad3988d758ca928d2b15f07d291decfa799",
     stereo=True,
     config=(("mode", "joint"),),
 ))
@@ -88,7 +88,7 @@ _register(ZooEntry(
     name="dsc-separate",
     architecture="flow",
     file="flow.safetensors",
-    sha256="7b997610e1690e8c00ce18b99f5034b484e4c469a98e2d0b6a0b92e6fcef526a",
+    sha256="73516de9a9ed7f831f29c0f1d31a34f900d2e722041bd436c0203066b2ff276b",
     stereo=True,
 ))
 

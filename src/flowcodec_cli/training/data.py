@@ -35,15 +35,20 @@ def load_folder_images(folders: list[str], max_side: int, crop: int) -> list[tor
     for folder in folders:
         for path in image_files(folder, recursive=True):
             with Image.open(path) as im:
-                im = im.convert("RGB")
-                short = min(im.size)
-                if short > max_side:
-                    scale = max_side / short
-                    im = im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
+                im = downscaled(im.convert("RGB"), max_side)
                 if min(im.size) < crop:
                     continue
                 images.append(rgb_tensor(im))
     return images
+
+
+def downscaled(im: Image.Image, max_side: int) -> Image.Image:
+    """`im` with its short side brought down to `max_side` (Lanczos), or `im` if it is shorter."""
+    short = min(im.size)
+    if short <= max_side:
+        return im
+    scale = max_side / short
+    return im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
 
 
 def random_batch(images: list[torch.Tensor], batch: int, crop: int, rng: random.Random) -> torch.Tensor:

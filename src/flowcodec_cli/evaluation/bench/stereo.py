@@ -9,6 +9,10 @@ size). Each left view is coded; the right view is the side information. Four cur
 * distributed — side information at the decoder only (`dsc`, the product)
 * joint       — side information at the encoder too (`dsc-joint`, the upper bound)
 
+and, when asked for (`--models ... vqvae,vqvae-side`), seed 004's system: the conditional VQ-VAE
+(`vqvae-side`, side view at the decoder) and its control, the VQ-VAE it was grown on (`vqvae`:
+the same encoder, codebooks and prior, so the same files' rates).
+
 and the BD-rates between them; the headline is `dsc` against the default model, the user's
 question ("does decoding with my second view make files smaller at equal quality?"). For models
 that decode with side information, every file is also decoded with a *wrong* side image (the
@@ -49,6 +53,7 @@ FORMAT = "flowcodec-bench-stereo/1"
 ROLES = {zoo.DEFAULT_MODEL: "default", "dsc-separate": "separate", "dsc": "distributed",
          "dsc-joint": "joint"}
 DEFAULT_MODELS = tuple(ROLES)
+ROLES.update({"vqvae": "VQ separate", "vqvae-side": "VQ distributed (seed 004)"})
 STEREO_BETAS = (0.001, 0.0025, 0.006, 0.015, 0.035)
 """Inside every stereo model's β range; about 0.15 to 1.5 bpp on the Middlebury pairs. A model
 with a sweep of its own (the VQ-VAE's one β per stage count, plan.own_betas) keeps it."""
@@ -196,10 +201,12 @@ def _bd_between(curves: dict[str, dict], method: str) -> list[dict]:
 
 def headline(doc: dict) -> list[dict]:
     """The figures a user with a second view asks for, from the BD table: `dsc` (right and wrong
-    side view) and `dsc-joint` against the default model and against `dsc-separate`."""
+    side view) and `dsc-joint` against the default model and against `dsc-separate`; the
+    conditional VQ-VAE against its control and against the flow-based curves, when benched."""
     wanted = [("dsc", zoo.DEFAULT_MODEL), ("dsc", "dsc-separate"),
               ("dsc" + WRONG, zoo.DEFAULT_MODEL), ("dsc-joint", zoo.DEFAULT_MODEL),
-              ("dsc-joint", "dsc")]
+              ("dsc-joint", "dsc"), ("vqvae-side", "vqvae"), ("vqvae-side", "dsc-separate"),
+              ("vqvae-side", "dsc")]
     found = {(f["curve"], f["reference"]): f for f in doc["bd"]}
     return [found[pair] for pair in wanted if pair in found]
 
