@@ -124,6 +124,14 @@ _register(ZooEntry(
     sha256="68e57446d5f78b7b1869b73ddc7d5361ed92574bfd707c67495d3dd7cc8e43a9",
 ))
 
+_register(ZooEntry(
+    name="vqvae-side",
+    architecture="vqvae",
+    file="vqvae-side.safetensors",
+    sha256="f930258b338abed877b0d870deba315edff245d758dda33b62f978950aef93e6",
+    stereo=True,
+))
+
 DEFAULT_MODEL = "flow"
 """The model `encode` uses without --model: the flow codec, the better of the two on Kodak
 (BD-rate -2.3% against the hyperprior codec in docs/bench.json), at about twice its CPU time."""
