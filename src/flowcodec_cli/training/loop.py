@@ -251,7 +251,7 @@ def train(args: argparse.Namespace) -> None:
             last_checkpoint = time.time()
             budget = args.budget_minutes * 60 or math.inf
             while step < args.steps:
-                time_spent = ranks.share(seconds() / budget)
+                time_spent = ranks.share(seconds() / budget) if args.budget_minutes else 0.0
                 stats = train_step(model, optimizer, args, step, draw, rng, net, time_spent)
                 step += 1
                 log.add(step, stats, optimizer.param_groups[0]["lr"])
