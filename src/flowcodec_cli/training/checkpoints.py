@@ -40,12 +40,11 @@ def read_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def run_record(checkpoint: Path) -> dict:
-    """A checkpoint without its tensors: the run's args, its step and the steps before it.
+def run_record(state: dict) -> dict:
+    """A checkpoint's state without its tensors: the run's args, its step and the steps before it.
 
     Why: a lent GPU's checkpoints (weights + Adam moments, ~70 MB for the flow) stay on that
     machine; the fp16 export and this record come back, and the model card is built from them."""
-    state = read_checkpoint(checkpoint)
     return {"args": state["args"], "step": state["step"], "steps_before": state.get("steps_before", 0)}
 
 
@@ -156,7 +155,7 @@ def export_checkpoint(checkpoint: str, out: str, record: str | None = None) -> s
     `record`: also write the run record (`run_record`) there, for a model card elsewhere."""
     model, state = load_checkpoint(Path(checkpoint))
     if record:
-        Path(record).write_text(json.dumps(run_record(Path(checkpoint)), indent=1) + "\n")
+        Path(record).write_text(json.dumps(run_record(state), indent=1) + "\n")
     total = state.get("steps_before", 0) + state["step"]
     sha = export_weights(model, Path(out), trained_steps=total)
     print(json.dumps({"checkpoint": checkpoint, "step": state["step"], "trained_steps": total,

@@ -249,15 +249,14 @@ def train(args: argparse.Namespace) -> None:
         with open(log_path, "a") if ranks.main else contextlib.nullcontext() as log_file:
             log = TrainingLog(log_file, args.log_every, ranks.mean)
             last_checkpoint = time.time()
-            budget = args.budget_minutes * 60 or math.inf
+            budget = args.budget_minutes * 60
             while step < args.steps:
-                time_spent = ranks.share(seconds() / budget) if args.budget_minutes else 0.0
+                time_spent = ranks.share(seconds() / budget) if budget else 0.0
                 stats = train_step(model, optimizer, args, step, draw, rng, net, time_spent)
                 step += 1
                 log.add(step, stats, optimizer.param_groups[0]["lr"])
-                over = time_spent >= 1.0
                 due = ranks.agree(time.time() - last_checkpoint > args.checkpoint_seconds)
-                if over:
+                if time_spent >= 1.0:
                     print(f"--budget-minutes {args.budget_minutes:g} spent at step {step}", flush=True)
                     break
                 if due or step == args.steps:
