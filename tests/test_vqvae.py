@@ -219,3 +219,35 @@ def test_a_side_stage_grown_on_a_trained_vqvae_leaves_what_the_encoder_codes(tmp
     assert kept and all(torch.equal(before[k], after[k]) for k in kept)
     old_part = lambda k: after[k][tuple(slice(0, n) for n in before[k].shape)]  # noqa: E731
     assert any(not torch.equal(before[k], old_part(k)) for k in before if k.startswith("g_s"))
+
+
+class _Decodes(torch.nn.Module):
+    """A stand-in g_s whose first reconstruction is a given image (what a trained g_s gives)."""
+
+    def __init__(self, image: torch.Tensor):
+        super().__init__()
+        self.image = image
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        return self.image - 0.5
+
+
+@pytest.mark.parametrize("align", [True, False])
+def test_side_features_see_the_side_view_aligned_and_at_unit_scale(align):
+    """A stereo side view shows the content d pixels to the side; the decoder finds it by block
+    matching against its first reconstruction, so the features of a side view shifted by d are
+    those of an unshifted one (right of the view's first d columns, which the side view does
+    not show, and the features they reach). Without alignment
+    (seed 004 as published) they are not. Either way the features have unit RMS per position."""
+    model = _model(side_info=True, align_side=align).eval()
+    torch.manual_seed(1)
+    view = F.interpolate(torch.rand(1, 3, 16, 32), size=(64, 128), mode="bilinear")
+    d = 6
+    shifted = torch.cat([view[..., d:], view[..., -1:].expand(-1, -1, -1, d)], 3)  # side(c) = view(c + d)
+    model.g_s = _Decodes(view)
+    q = torch.zeros(1, TINY["latent_dim"], 8, 16)
+    with torch.no_grad():
+        same, moved = model.side_features(q, view), model.side_features(q, shifted)
+    assert torch.allclose(same.pow(2).mean(1), torch.ones(1, 8, 16), atol=1e-4)
+    interior = (..., slice(6, None))  # latent columns ≥ 6: pixels ≥ 48, beyond si_net's reach of the lost ones
+    assert torch.allclose(same[interior], moved[interior], atol=1e-4) == align

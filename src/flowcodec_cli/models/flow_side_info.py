@@ -50,8 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flowcodec_cli.models.flow import FlowCodec, FlowConfig
-from flowcodec_cli.models.layers.stereo import (SideFusion, block_match, refine_disparity,
-                                                warp_horizontally)
+from flowcodec_cli.models.layers.stereo import SEARCH_OFFSETS, SideFusion, match, warp_horizontally
 
 MODES = ("distributed", "joint")
 
@@ -67,7 +66,7 @@ class FlowSideInfoConfig(FlowConfig):
     match_window: int = 5       # its block size there, in pixels
     agreement_scale: float = 0.05  # a block cost (mean |difference|, pixels in [0, 1]) of this
                                    # size gives agreement e⁻¹
-    search_offsets: tuple[float, ...] = (-2.0, -1.5, -1.0, -0.5, 0.5, 1.0, 1.5, 2.0)
+    search_offsets: tuple[float, ...] = SEARCH_OFFSETS
     fusion_width: int = 48
     refine_offsets: tuple[int, ...] = (-1, 1)  # extra side warps the fusion sees, at d ± δ px
     latent_width: int = 96
@@ -129,11 +128,8 @@ class FlowSideInfoCodec(FlowCodec):
         """Where the side view's content is, seen from the reconstruction x̂₀: the disparity (px,
         full resolution) and the views' agreement there, both (B,1,H,W)."""
         c = self.config
-        with torch.no_grad():
-            view = x0.clamp(0, 1)
-            coarse = block_match(view, side, c.min_disparity, c.max_disparity, c.match_factor,
-                                 c.match_window)
-            disparity, cost = refine_disparity(view, side, coarse, c.search_offsets)
+        disparity, cost = match(x0, side, c.min_disparity, c.max_disparity, c.match_factor,
+                                c.match_window, c.search_offsets)
         return disparity, torch.exp(-cost / c.agreement_scale)
 
     def synthesis(self, y_hat: torch.Tensor, beta: torch.Tensor, side: torch.Tensor) -> torch.Tensor:

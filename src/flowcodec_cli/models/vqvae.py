@@ -34,6 +34,8 @@ Data path (stage numbers 1-based here, 0-based in code)::
   `analysis` and `synthesis` take the β every model takes and ignore it (the stages carry it).
 - **Side information** (`side_info=True`, seed 004's SI Net + Cond Net): an encoder-like network
   brings the side view s to the latent resolution, and the decoder sees it concatenated with q_n.
+  Unlike seed 004, s is first aligned to the decoder's reconstruction from q_n alone, and the
+  features are scaled to unit RMS (`side_features` says why).
   The encoder and the prior stay blind to s (`side_info_at_decoder`), so a wrong or missing side
   view can never desynchronize the range decoder. `vqvae` with `side_info=False` trained on the
   same `--stereo` pairs is the separate control, as `dsc-separate` is for `dsc`.
@@ -50,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flowcodec_cli.models.layers.basic import conv, deconv
+from flowcodec_cli.models.layers.stereo import match, warp_horizontally
 from flowcodec_cli.models.layers.vq import ResidualQuantizer
 
 
@@ -68,6 +71,8 @@ class VQVAEConfig:
     beta_min: float = 0.0001    # β ↔ stage count (`stages_for_beta`)
     beta_max: float = 0.05
     side_info: bool = False     # the decoder also sees a side view (seed 004)
+    align_side: bool = True     # side_info: block-match the side view to the decoder's own
+                                # first reconstruction before si_net (see `side_features`)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -241,8 +246,28 @@ class VQVAECodec(nn.Module):
         if self.side_info_at_decoder:
             if side is None:
                 raise ValueError("this vqvae decodes with a side view: pass `side`")
-            q = torch.cat([q, self.si_net(side - 0.5).to(q.dtype)], 1)
+            q = torch.cat([q, self.side_features(q, side.to(q.dtype))], 1)
         return self.g_s(q) + 0.5
+
+    def side_features(self, q: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        """si_net of the side view (B,3,8h,8w), aligned to what q decodes to, at unit RMS per
+        latent position: (B,D,h,w).
+
+        Why aligned: a stereo side view shows the same content up to ~200 px to the side
+        (Middlebury, training pairs alike), and g_s sees ±2 latent positions (±16 px). Seed 004
+        concatenates the raw view (its KITTI crops are small); here the decoder first decodes q
+        alone (the side half of g_s's input at zero), block-matches the side view against that
+        (`layers/stereo.match`, no parameters, as `dsc` does) and warps it into place.
+        Why unit RMS: a freshly built si_net outputs ~0.006 RMS against ~0.25 for q, so the
+        grown g_s weights (from zero) saw almost no gradient signal: 1,452 steps of the first
+        version learned nothing (a decode with the true view equalled one with a gray view)."""
+        if self.config.align_side:
+            with torch.no_grad():
+                first = self.g_s(torch.cat([q, torch.zeros_like(q)], 1)) + 0.5
+                disparity, _ = match(first, side)
+            side = warp_horizontally(side, disparity)
+        features = self.si_net(side - 0.5)
+        return features * torch.rsqrt(features.pow(2).mean(1, keepdim=True) + 1e-12)
 
     # -- training -----------------------------------------------------------------------------
 

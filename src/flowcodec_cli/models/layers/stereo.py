@@ -106,6 +106,20 @@ def _block_cost(a: torch.Tensor, b: torch.Tensor, window: int) -> torch.Tensor:
                         padding=window // 2, count_include_pad=False)
 
 
+SEARCH_OFFSETS = (-2.0, -1.5, -1.0, -0.5, 0.5, 1.0, 1.5, 2.0)  # sub-pixel steps of `refine_disparity`
+
+
+def match(view: torch.Tensor, side: torch.Tensor, min_disparity: int = -8, max_disparity: int = 200,
+          factor: int = 2, window: int = 5, offsets: tuple[float, ...] = SEARCH_OFFSETS
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each pixel of `view` is in `side`: `block_match` then `refine_disparity`, without
+    gradients (a selection). Returns the disparity and its block cost, both (B,1,H,W); the
+    defaults suit Middlebury pairs at the size the project codes them."""
+    with torch.no_grad():
+        coarse = block_match(view.clamp(0, 1), side, min_disparity, max_disparity, factor, window)
+        return refine_disparity(view.clamp(0, 1), side, coarse, offsets)
+
+
 def refine_disparity(view: torch.Tensor, side: torch.Tensor, disparity: torch.Tensor,
                      offsets: tuple[float, ...], window: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
     """Full-resolution refinement of a coarse disparity (B,1,H,W), by block matching: per pixel,
