@@ -34,8 +34,8 @@ Data path (stage numbers 1-based here, 0-based in code)::
   `analysis` and `synthesis` take the β every model takes and ignore it (the stages carry it).
 - **Side information** (`side_info=True`, seed 004's SI Net + Cond Net): an encoder-like network
   brings the side view s to the latent resolution, and the decoder sees it concatenated with q_n.
-  Unlike seed 004, s is first aligned to the decoder's reconstruction from q_n alone, and the
-  features are scaled to unit RMS (`side_features` says why).
+  Unlike seed 004, s is first aligned to the decoder's reconstruction from q_n alone, and
+  the SI net grown on a trained model starts as its g_a (`side_features` says why).
   The encoder and the prior stay blind to s (`side_info_at_decoder`), so a wrong or missing side
   view can never desynchronize the range decoder. `vqvae` with `side_info=False` trained on the
   same `--stereo` pairs is the separate control, as `dsc-separate` is for `dsc`.
@@ -165,6 +165,10 @@ class VQVAECodec(nn.Module):
     #: the coding core codes its code indices (codec/indices.py), not a mixture-coded y: there is
     #: no `entropy_model`, so refinement, operating points and the bound analysis refuse it
     codes_indices = True
+    #: grown on trained weights (training/checkpoints.load_grown), si_net starts as g_a: a random
+    #: si_net feeding g_s's zero-initialized side half gets no gradient of its own and gives
+    #: g_s nothing consistent to learn from (the first vqvae-side learned nothing in 1,452 steps)
+    grown_copies = {"si_net": "g_a"}
 
     def __init__(self, config: VQVAEConfig = VQVAEConfig()):
         super().__init__()
@@ -250,24 +254,21 @@ class VQVAECodec(nn.Module):
         return self.g_s(q) + 0.5
 
     def side_features(self, q: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
-        """si_net of the side view (B,3,8h,8w), aligned to what q decodes to, at unit RMS per
-        latent position: (B,D,h,w).
+        """si_net of the side view (B,3,8h,8w), aligned to what q decodes to: (B,D,h,w).
 
         Why aligned: a stereo side view shows the same content up to ~200 px to the side
         (Middlebury, training pairs alike), and g_s sees ±2 latent positions (±16 px). Seed 004
         concatenates the raw view (its KITTI crops are small); here the decoder first decodes q
         alone (the side half of g_s's input at zero), block-matches the side view against that
-        (`layers/stereo.match`, no parameters, as `dsc` does) and warps it into place.
-        Why unit RMS: a freshly built si_net outputs ~0.006 RMS against ~0.25 for q, so the
-        grown g_s weights (from zero) saw almost no gradient signal: 1,452 steps of the first
-        version learned nothing (a decode with the true view equalled one with a gray view)."""
+        (`layers/stereo.match`, no parameters, as `dsc` does) and warps it into place. si_net
+        starts as a copy of g_a (`grown_copies`), so its features are the latents of the aligned
+        view: what the codes are a quantized version of."""
         if self.config.align_side:
             with torch.no_grad():
                 first = self.g_s(torch.cat([q, torch.zeros_like(q)], 1)) + 0.5
                 disparity, _ = match(first, side)
             side = warp_horizontally(side, disparity)
-        features = self.si_net(side - 0.5)
-        return features * torch.rsqrt(features.pow(2).mean(1, keepdim=True) + 1e-12)
+        return self.si_net(side - 0.5)
 
     # -- training -----------------------------------------------------------------------------
 

@@ -121,9 +121,16 @@ def load_grown(model, tensors: dict[str, torch.Tensor]) -> tuple[list[str], list
     trained values for the old channels and zeros for the new ones, so the model computes
     exactly what the trained one did until training moves the new weights.
 
+    A model may name new modules that start as copies of trained ones (`grown_copies`, e.g. the
+    VQ-VAE's side network as its analysis): those are copied instead of keeping their init.
+
     Returns (missing keys, unexpected keys, grown keys); any other shape change is an error."""
     own = model.state_dict()
     grown = []
+    for new, source in getattr(model, "grown_copies", {}).items():
+        if hasattr(model, new) and not any(key.startswith(new + ".") for key in tensors):
+            tensors = {**tensors, **{new + key[len(source):]: value for key, value in tensors.items()
+                                     if key.startswith(source + ".")}}
     for key, value in tensors.items():
         if key in own and own[key].shape != value.shape:
             new = own[key]
