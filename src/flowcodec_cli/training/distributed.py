@@ -72,6 +72,10 @@ class Ranks:
             sys.stdout = open(os.devnull, "w")
         try:
             yield ranks
+            # Both ranks past their last collective before either tears gloo down: a rank that
+            # destroyed the group while the other's gloo threads were still sending aborted now
+            # and then with "terminate called without an active exception" (tests/test_train_ddp).
+            dist.barrier()
         finally:
             if sys.stdout is not stdout:
                 sys.stdout.close()
