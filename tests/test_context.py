@@ -126,3 +126,22 @@ def test_complexity_counts_the_context_networks_on_both_sides():
     assert grown["analysis"] == plain["analysis"] > 0
     assert grown["decoder_total"] == pytest.approx(
         grown["hyper_synthesis"] + grown["context"] + grown["synthesis"], abs=0.2)
+
+
+def test_context_without_residual_prediction_decodes_the_rounded_latents():
+    """`context_lrp: false` (the ablation's context-only arm): the same tables, no residual
+    predictors, so f⁻¹ decodes ŷ itself; grown from a plain flow it computes what that did."""
+    base = randomized(build_model("flow", SMALL), seed=3)
+    plain = build_model("flow", {**SMALL, **CONTEXT, "context_lrp": False})
+    missing, unexpected = plain.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and not any("lrp" in key for key in missing)
+    assert not any("lrp" in key for key in plain.state_dict())
+    y_hat = torch.round(torch.randn(1, 48, 4, 4) * 3)
+    assert torch.equal(plain.entropy_model.refined(y_hat), y_hat)
+    x, beta = torch.rand(2, 3, 64, 64), torch.tensor([0.002, 0.03])
+    outputs = []
+    for model in (base, plain):
+        torch.manual_seed(5)
+        outputs.append(model(x, beta))
+    for key in outputs[0]:
+        assert torch.equal(outputs[0][key], outputs[1][key]), key

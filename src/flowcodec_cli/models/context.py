@@ -46,7 +46,7 @@ class ChannelContext(nn.Module):
     """The per-slice context networks and residual predictors of one entropy model."""
 
     def __init__(self, channels: int, components: int, sizes: tuple[int, ...],
-                 order: tuple[int, ...], hidden: int):
+                 order: tuple[int, ...], hidden: int, residual_prediction: bool = True):
         super().__init__()
         order = tuple(order) or tuple(range(channels))
         if sorted(order) != list(range(channels)) or sum(sizes) != channels or min(sizes) < 1:
@@ -60,7 +60,9 @@ class ChannelContext(nn.Module):
         p = self.params_per_channel
         self.context = nn.ModuleList(
             _net(bounds[i], hidden, p * sizes[i]) for i in range(1, len(sizes)))
-        self.lrp = nn.ModuleList(_net(bounds[i + 1], hidden, sizes[i]) for i in range(len(sizes)))
+        # without residual prediction (the ablation's context-only arm) ŷ goes to f⁻¹ as it is
+        self.lrp = nn.ModuleList(_net(bounds[i + 1], hidden, sizes[i])
+                                 for i in range(len(sizes) if residual_prediction else 0))
 
     def channels(self, index: int) -> torch.Tensor:
         """The latent channels of slice `index`, in coding order."""

@@ -53,7 +53,8 @@ class HyperpriorEntropyModel(nn.Module):
 
     def __init__(self, latent: int, width: int, hyper: int, components: int,
                  beta_min: float, beta_max: float, context_slices: tuple[int, ...] = (),
-                 context_order: tuple[int, ...] = (), context_hidden: int = 32):
+                 context_order: tuple[int, ...] = (), context_hidden: int = 32,
+                 context_lrp: bool = True):
         super().__init__()
         self.latent_channels = latent
         self.components = components
@@ -73,7 +74,7 @@ class HyperpriorEntropyModel(nn.Module):
         self.z_means = nn.Parameter(torch.linspace(-1.0, 1.0, components).unsqueeze(1).repeat(1, hyper))
         self.z_log_scales = nn.Parameter(torch.full((components, hyper), 0.5))
         self.context = (ChannelContext(latent, components, tuple(context_slices), tuple(context_order),
-                                       context_hidden) if context_slices else None)
+                                       context_hidden, context_lrp) if context_slices else None)
 
     def for_coding(self) -> "HyperpriorEntropyModel":
         """A float64 copy in eval mode: what the coding core builds its tables with."""

@@ -61,6 +61,7 @@ class FlowConfig:
     context_slices: tuple[int, ...] = ()
     context_order: tuple[int, ...] = ()
     context_hidden: int = 32
+    context_lrp: bool = True    # latent residual prediction after the slices (ablation: off)
 
     def __post_init__(self):  # JSON gives lists
         object.__setattr__(self, "context_slices", tuple(self.context_slices))
@@ -103,7 +104,8 @@ class FlowCodec(LatentCodec):
                                  config.beta_min, config.beta_max,
                                  context_slices=config.context_slices,
                                  context_order=config.context_order,
-                                 context_hidden=config.context_hidden)
+                                 context_hidden=config.context_hidden,
+                                 context_lrp=config.context_lrp)
         self.gain = RateGain(m, config.beta_min, config.beta_max, exponent=-0.5,
                              reference=math.log(2) / 6)
 
