@@ -258,7 +258,7 @@ class VQVAECodec(nn.Module):
 
         Why aligned: a stereo side view shows the same content up to ~200 px to the side
         (Middlebury, training pairs alike), and g_s sees ±2 latent positions (±16 px). Seed 004
-        concatenates the raw view (its KITTI crops are small); here the decoder first decodes q
+        concatenates the raw view's features; here the decoder first decodes q
         alone (the side half of g_s's input at zero), block-matches the side view against that
         (`layers/stereo.match`, no parameters, as `dsc` does) and warps it into place. si_net
         starts as a copy of g_a (`grown_copies`), so its features are the latents of the aligned
