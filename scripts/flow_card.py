@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from flowcodec_cli.training.modelcard import build_card
+from flowcodec_cli.training.modelcard import build_card, stage
 
 CARD = Path("weights/flow.json")
 
@@ -26,6 +26,9 @@ def main() -> None:
     p.add_argument("--eval", type=Path, required=True, help="the held-out check of ship_flow.sh")
     p.add_argument("--bench", type=Path, help="a Kodak `flowcodec bench` report of these weights")
     p.add_argument("--note", action="append", default=[])
+    p.add_argument("--via", type=Path, action="append", default=[],
+                   help="checkpoint of a run between the shipped weights and this one that never "
+                        "shipped (this run's --init-from chain, oldest first; repeatable)")
     a = p.parse_args()
     old = json.loads(CARD.read_text())
     card = build_card(Path("weights/flow.safetensors"), a.checkpoint, a.bench, notes=a.note)
@@ -33,7 +36,9 @@ def main() -> None:
     card["training"]["earlier_stages"] = previous.get("earlier_stages", []) + [
         {"command": previous["command"], "steps": previous["steps_this_run"],
          "wall_seconds": previous["wall_seconds"], "steps_after": previous["steps"],
-         "notes": previous.get("notes", [])}]
+         "notes": previous.get("notes", [])}] + [
+        {**stage(c), "notes": ["not shipped on its own: the next run continued from it"]}
+        for c in a.via]
     result = json.loads(a.eval.read_text())
     previous_steps = previous["steps"]
     card["held_out_check"] = {

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from flowcodec_cli.models import build_model
 from flowcodec_cli.models.flow_side_info import LatentPull
@@ -126,6 +127,16 @@ def test_graft_moves_the_side_stage_onto_newer_flow_weights(tmp_path):
     assert all(torch.equal(grafted[k], side[k]) for k in side if k.split(".")[0] == "fusion")
     assert all(torch.equal(grafted[k], flow[k]) for k in flow)
     assert zoo.trained_steps(tmp_path / "out.safetensors") == 9
+    # a side stage written before a config field existed (so at its default) grafts the same
+    metadata = zoo.read_metadata(tmp_path / "dsc.safetensors")
+    older = {k: v for k, v in json.loads(metadata["config"]).items() if k != "context_lrp"}
+    save_file(load_file(tmp_path / "dsc.safetensors"), tmp_path / "older.safetensors",
+              metadata={**metadata, "config": json.dumps(older)})
+    train.main(["graft", str(tmp_path / "older.safetensors"), str(tmp_path / "flow.safetensors"),
+                str(tmp_path / "older-out.safetensors"), "--parts", "latent_pull", "fusion"])
+    again = zoo.load_state(tmp_path / "older-out.safetensors")
+    assert again[1] == zoo.load_state(tmp_path / "out.safetensors")[1]  # the config, defaults filled
+    assert all(torch.equal(again[2][k], grafted[k]) for k in grafted)
     export_weights(build_model("flow", {**SMALL, "hidden": 4}), tmp_path / "other.safetensors")
     with pytest.raises(SystemExit, match="built differently"):
         train.main(["graft", str(tmp_path / "dsc.safetensors"), str(tmp_path / "other.safetensors"),

@@ -58,7 +58,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="73516de9a9ed7f831f29c0f1d31a34f900d2e722041bd436c0203066b2ff276b",
+    sha256="47bd643e87339293d44ad9f06214551d810a0dfea3b3a271970f1b61983346e6",
 ))
 
 # The side-information family (bench --stereo), built on the flow codec. dsc is the distributed
@@ -71,7 +71,7 @@ _register(ZooEntry(
     name="dsc",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="3233ee038e5ba7f437b21dccc3ba8ad3988d758ca928d2b15f07d291decfa799",
+    sha256="939530abbf48d96db8b2cdbaff095265f218ace0992cd73ee69a046e6b3fb31f",
     stereo=True,
 ))
 
@@ -79,7 +79,7 @@ _register(ZooEntry(
     name="dsc-joint",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="3233ee038e5ba7f437b21dccc3ba8ad3988d758ca928d2b15f07d291decfa799",
+    sha256="939530abbf48d96db8b2cdbaff095265f218ace0992cd73ee69a046e6b3fb31f",
     stereo=True,
     config=(("mode", "joint"),),
 ))
@@ -88,7 +88,7 @@ _register(ZooEntry(
     name="dsc-separate",
     architecture="flow",
     file="flow.safetensors",
-    sha256="73516de9a9ed7f831f29c0f1d31a34f900d2e722041bd436c0203066b2ff276b",
+    sha256="47bd643e87339293d44ad9f06214551d810a0dfea3b3a271970f1b61983346e6",
     stereo=True,
 ))
 
@@ -128,7 +128,7 @@ _register(ZooEntry(
     name="vqvae-side",
     architecture="vqvae",
     file="vqvae-side.safetensors",
-    sha256="f930258b338abed877b0d870deba315edff245d758dda33b62f978950aef93e6",
+    sha256="cd63852383db62f1176659c9f40f93c7f07d35634952e376175776ea1418cc9d",
     stereo=True,
 ))
 

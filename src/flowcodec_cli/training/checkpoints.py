@@ -177,10 +177,12 @@ def graft_weights(grown: str, base: str, out: str, parts: list[str]) -> str:
     Why: the side-information stage trains on a frozen flow (`--train-only`). When the flow is
     trained further and ships again, the stage moves onto the new flow instead of training again;
     the result must be checked on held-out pairs before it ships, like any weights. The base's
-    config must be the grown model's, field for field where they share fields."""
+    config must be the grown model's, field for field where they share fields, defaults filled
+    in (a field added later, at its default, is no difference)."""
     g_arch, g_config, g_tensors = zoo.load_state(Path(grown))
-    _, b_config, b_tensors = zoo.load_state(Path(base))
-    if differ := sorted(k for k in b_config if g_config.get(k) != b_config[k]):
+    b_arch, b_config, b_tensors = zoo.load_state(Path(base))
+    g_full, b_full = (build_model(a, c).config.to_dict() for a, c in ((g_arch, g_config), (b_arch, b_config)))
+    if differ := sorted(k for k in b_full if g_full.get(k) != b_full[k]):
         raise SystemExit(f"graft: {base} is built differently ({', '.join(differ)})")
     kept = {k for k in g_tensors if k.split(".")[0] in parts}
     if not kept:

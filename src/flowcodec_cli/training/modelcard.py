@@ -84,6 +84,7 @@ def stage(checkpoint: Path) -> dict:
     """One training run (a stage of the weights' history), read from its checkpoint and log."""
     state = read_checkpoint(checkpoint)
     return {"command": training_command(state["args"]), "steps": state["step"],
+            "steps_after": state.get("steps_before", 0) + state["step"],
             "wall_seconds": round(training_wall_seconds(checkpoint.parent / "log.jsonl"))}
 
 
