@@ -116,8 +116,9 @@ def match(view: torch.Tensor, side: torch.Tensor, min_disparity: int = -8, max_d
     gradients (a selection). Returns the disparity and its block cost, both (B,1,H,W); the
     defaults suit Middlebury pairs at the size the project codes them."""
     with torch.no_grad():
-        coarse = block_match(view.clamp(0, 1), side, min_disparity, max_disparity, factor, window)
-        return refine_disparity(view.clamp(0, 1), side, coarse, offsets)
+        view = view.clamp(0, 1)
+        coarse = block_match(view, side, min_disparity, max_disparity, factor, window)
+        return refine_disparity(view, side, coarse, offsets)
 
 
 def refine_disparity(view: torch.Tensor, side: torch.Tensor, disparity: torch.Tensor,
