@@ -32,3 +32,10 @@ def build_model(name: str, config: dict | None = None):
     """Instantiate an architecture from its registry name and a (partial) config dict."""
     cls = MODEL_CLASSES[name]
     return cls(cls.config_class(**(config or {})))
+
+
+def full_config(name: str, config: dict | None = None) -> dict:
+    """A (partial) config dict with every field the architecture has, defaults filled in: what
+    `build_model` would build, without building it (a file written before a field existed
+    stores no value for it)."""
+    return MODEL_CLASSES[name].config_class(**(config or {})).to_dict()

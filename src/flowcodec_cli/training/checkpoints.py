@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 
 from flowcodec_cli import zoo
 from flowcodec_cli.files.atomic import atomic_path
-from flowcodec_cli.models import build_model
+from flowcodec_cli.models import build_model, full_config
 from flowcodec_cli.models.base import file_name
 
 
@@ -38,6 +38,11 @@ def read_checkpoint(path: Path) -> dict:
     if Path(path).suffix == ".json":
         return json.loads(Path(path).read_text())
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def trained_steps(state: dict) -> int:
+    """A checkpoint state's steps in all: this run's and those of the weights it started from."""
+    return state.get("steps_before", 0) + state["step"]
 
 
 def run_record(state: dict) -> dict:
@@ -163,7 +168,7 @@ def export_checkpoint(checkpoint: str, out: str, record: str | None = None) -> s
     model, state = load_checkpoint(Path(checkpoint))
     if record:
         Path(record).write_text(json.dumps(run_record(state), indent=1) + "\n")
-    total = state.get("steps_before", 0) + state["step"]
+    total = trained_steps(state)
     sha = export_weights(model, Path(out), trained_steps=total)
     print(json.dumps({"checkpoint": checkpoint, "step": state["step"], "trained_steps": total,
                       "out": out, "sha256": sha}))
@@ -181,7 +186,7 @@ def graft_weights(grown: str, base: str, out: str, parts: list[str]) -> str:
     in (a field added later, at its default, is no difference)."""
     g_arch, g_config, g_tensors = zoo.load_state(Path(grown))
     b_arch, b_config, b_tensors = zoo.load_state(Path(base))
-    g_full, b_full = (build_model(a, c).config.to_dict() for a, c in ((g_arch, g_config), (b_arch, b_config)))
+    g_full, b_full = full_config(g_arch, g_config), full_config(b_arch, b_config)
     if differ := sorted(k for k in b_full if g_full.get(k) != b_full[k]):
         raise SystemExit(f"graft: {base} is built differently ({', '.join(differ)})")
     kept = {k for k in g_tensors if k.split(".")[0] in parts}

@@ -18,7 +18,7 @@ from flowcodec_cli.codec import operating_points
 from flowcodec_cli import zoo
 from flowcodec_cli.evaluation.bench.environment import cpu_model
 from flowcodec_cli.models import build_model
-from flowcodec_cli.training.checkpoints import read_checkpoint
+from flowcodec_cli.training.checkpoints import read_checkpoint, trained_steps
 
 
 def training_wall_seconds(log_path: Path) -> float:
@@ -84,7 +84,7 @@ def stage(checkpoint: Path) -> dict:
     """One training run (a stage of the weights' history), read from its checkpoint and log."""
     state = read_checkpoint(checkpoint)
     return {"command": training_command(state["args"]), "steps": state["step"],
-            "steps_after": state.get("steps_before", 0) + state["step"],
+            "steps_after": trained_steps(state),
             "wall_seconds": round(training_wall_seconds(checkpoint.parent / "log.jsonl"))}
 
 
@@ -108,7 +108,7 @@ def build_card(weights: Path, checkpoint: Path, bench: Path | None,
         "training": {
             "command": command,
             "data": args["data"] + list(args.get("stereo") or []),
-            "steps": state.get("steps_before", 0) + state["step"],
+            "steps": trained_steps(state),
             "steps_this_run": state["step"],
             "continued_from": args.get("init_from") or None,
             "batch": args["batch"],
