@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from flowcodec_cli import codec, zoo
-from flowcodec_cli.codec import entropy, fcx
+from flowcodec_cli.codec import entropy, fcx, rdoq
 from flowcodec_cli.files import images
 from flowcodec_cli.models import build_model
 from flowcodec_cli.training.checkpoints import export_weights
@@ -67,9 +67,11 @@ def test_grown_model_at_step_zero_codes_what_it_was_grown_from(registered, pictu
     assert np.array_equal(codec.decode(base).rgb, codec.decode(grown).rgb)
 
 
-def test_context_model_round_trip_matches_the_model(registered, picture):
+def test_context_model_round_trip_matches_the_model(registered, picture, monkeypatch):
     """The decoder's slice-by-slice tables and residual prediction give what the model computes
-    from all of ŷ at once (training's view), up to float32 synthesis rounding."""
+    from all of ŷ at once (training's view), up to float32 synthesis rounding. The encoder rounds
+    to the nearest integer here, as the model does (tests/test_rdoq.py tests the other rounding)."""
+    monkeypatch.setattr(rdoq, "RATE_WEIGHT", 0.0)
     data, stats = codec.encode(picture, BETA, "t-trained")
     decoded = codec.decode(data).rgb
     loaded = codec.LoadedCodec.get("t-trained")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from flowcodec_cli import zoo
-from flowcodec_cli.codec import blas, entropy, fcx, indices, refine, segments
+from flowcodec_cli.codec import blas, entropy, fcx, indices, rdoq, refine, segments
 from flowcodec_cli.codec.loaded import LoadedCodec
 from flowcodec_cli.codec.tiles import (DEFAULT_TILE, Box, region, tile_grid_fits, tiles, to_rgb,
                                        window)
@@ -200,18 +200,21 @@ def _analysed(model, rgb: np.ndarray, box: Box, beta: float, device: str,
 
 def _encode_mixture_tile(codec: LoadedCodec, model, tile: refine.TileWindow, header: fcx.Header,
                          objective: _Objective) -> tuple[list[bytes], int, float]:
-    """A mixture model's tile: (ŷ, ẑ) of the tile (refined, if asked; on the CPU, each
-    (1, C, h, w)) → its z and y streams, the params CRC continued, the model's bits."""
+    """A mixture model's tile: its latents, rounded against their tables (`rdoq.py`) and refined
+    from there if asked (on the CPU, each (1, C, h, w)) → its z and y streams, the params CRC
+    continued, the model's bits."""
     beta_t = torch.tensor([header.beta], device=tile.y.device)
+    y = tile.tile_latents(tile.y)
+    z_hat = torch.round(model.entropy_model.hyper_analysis(y, beta_t).cpu())
+    rounding = rdoq.for_tile(model, y, beta_t, objective.beta)
+    y_stream, crc, y_bits, y_hat = _encode_y(codec, torch.round(y.cpu()), z_hat, header.beta,
+                                             header.params_crc, rounding)
     if objective.steps:
-        y_hat, z_hat = refine.refine(model, tile, beta_t, objective.beta, objective.steps)
+        y_hat, z_hat = refine.refine(model, tile, beta_t, objective.beta, objective.steps,
+                                     start=(y_hat, z_hat))
         y_hat, z_hat = y_hat.cpu(), z_hat.cpu()
-    else:
-        y = tile.tile_latents(tile.y)
-        z = model.entropy_model.hyper_analysis(y, beta_t)
-        y_hat, z_hat = torch.round(y.cpu()), torch.round(z.cpu())
+        y_stream, crc, y_bits, _ = _encode_y(codec, y_hat, z_hat, header.beta, header.params_crc)
     z_stream = entropy.encode(_symbols(z_hat), codec.z_tables(z_hat.shape))
-    y_stream, crc, y_bits = _encode_y(codec, y_hat, z_hat, header.beta, header.params_crc)
     return [z_stream, y_stream], crc, y_bits + codec.z_bits(z_hat)
 
 
@@ -230,19 +233,25 @@ def _decode_mixture_tile(codec: LoadedCodec, streams: list[bytes], box: Box, hea
 
 
 def _encode_y(codec: LoadedCodec, y_hat: torch.Tensor, z_hat: torch.Tensor, beta: float,
-              crc: int) -> tuple[bytes, int, float]:
+              crc: int, rounding: rdoq.SliceRounding | None = None
+              ) -> tuple[bytes, int, float, torch.Tensor]:
     """ŷ of a tile → its y stream, slice by slice (each slice's tables from ẑ and the slices
-    before it); the parameter CRC chained over the slices' tables; the model's bits of ŷ."""
+    before it); the parameter CRC chained over the slices' tables; the model's bits of ŷ; ŷ as
+    coded. `rounding`: choose each slice's integers against its tables, in place of y_hat's."""
     raw = codec.hyper_params(z_hat, beta)
     stream, bits = entropy.StreamEncoder(), 0.0
+    y_hat = y_hat.clone()
     for index in range(codec.slice_count):
         params = codec.slice_params(raw, y_hat, index)
+        channels = codec.slice_channels(index)
+        if rounding is not None:
+            y_hat[:, channels] = rounding(channels, params).to(y_hat.dtype)
         tables = codec.y_tables(params)
         crc = tables.digest(crc)
-        values = y_hat[:, codec.slice_channels(index)]
+        values = y_hat[:, channels]
         stream.encode(_symbols(values), tables)
         bits += codec.y_bits(values, params)
-    return stream.bytes(), crc, bits
+    return stream.bytes(), crc, bits, y_hat
 
 
 def _decode_y(codec: LoadedCodec, y_stream: bytes | None, raw: torch.Tensor,

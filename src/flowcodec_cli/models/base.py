@@ -82,6 +82,10 @@ class LatentCodec(nn.Module):
     #: model sees the side view at the encoder only through the refinement
     min_effort = 0
 
+    #: whether the encoder rounds this model's latents up or down against their bits
+    #: (`codec/rdoq.py`), pricing a unit of ŷ by `rounding_distortion`; else to the nearest
+    rdoq = False
+
     @property
     def latent_stride(self) -> int:
         """Downsampling from the image to y."""

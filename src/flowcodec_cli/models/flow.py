@@ -81,6 +81,7 @@ class FlowCodec(LatentCodec):
     name = "flow"
     config_class = FlowConfig
     invertible = True  # synthesis(analysis(x)) = x without quantization (bench measures it)
+    rdoq = True
 
     def __init__(self, config: FlowConfig = FlowConfig()):
         super().__init__()
@@ -138,6 +139,12 @@ class FlowCodec(LatentCodec):
 
     def synthesis(self, y_hat: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         return self.flow_inverse(y_hat / self.gain(beta).to(y_hat.dtype), beta)
+
+    def rounding_distortion(self, beta: torch.Tensor) -> torch.Tensor:
+        """The squared pixel error of a unit change of each latent channel, (1, C, 1, 1), for
+        the encoder's rounding (`codec/rdoq.py`): the quantization step squared, 1/gain², exact
+        if f were orthonormal (the Haar squeezes are; the couplings and 1×1 mixes only roughly)."""
+        return self.gain(beta).double().reciprocal().square()
 
     def synthesis_input(self, y: torch.Tensor, y_noisy: torch.Tensor) -> torch.Tensor:
         if self.config.synthesis_input == "round":

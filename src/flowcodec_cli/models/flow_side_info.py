@@ -111,6 +111,9 @@ class FlowSideInfoCodec(FlowCodec):
     name = "flow-side-info"
     config_class = FlowSideInfoConfig
     side_info_at_decoder = True
+    # nearest rounding: the decoder moves ŷ towards the side view's latents, so a unit of ŷ
+    # does not cost what it costs the flow (codec/rdoq.py's rounding is not measured here)
+    rdoq = False
 
     def __init__(self, config: FlowSideInfoConfig = FlowSideInfoConfig()):
         super().__init__(config)

@@ -18,6 +18,8 @@ import json
 from dataclasses import dataclass
 
 from flowcodec_cli import zoo
+from flowcodec_cli.codec import rdoq
+from flowcodec_cli.models import MODEL_CLASSES
 from flowcodec_cli.evaluation import classical
 from flowcodec_cli.evaluation.bench.cache import CACHE_VERSION
 from flowcodec_cli.evaluation.bench.environment import library_versions
@@ -70,8 +72,9 @@ def plan_models(names: list[str], betas: tuple[float, ...] | None, device: str,
     """One Codec per model name; `betas` None means each model's default sweep: its
     architecture's own (`own_betas`), else `shared` if given, else `default_betas`. The weights
     are verified here (zoo.verify), before any image is read, and their sha256 goes into the
-    cache id, so changed weights never reuse old points; so does an encoder effort above 0
-    (effort 0 keeps the ids, and the cached points, of the runs before efforts existed)."""
+    cache id, so changed weights never reuse old points; so do the encoder's rounding where it is
+    not the nearest (`rdoq.cache_tag`) and an encoder effort above 0 (effort 0 and nearest
+    rounding keep the ids, and the cached points, of the runs before either existed)."""
     codecs = []
     for name in names:
         if name not in zoo.REGISTRY:
@@ -93,6 +96,7 @@ def plan_models(names: list[str], betas: tuple[float, ...] | None, device: str,
                                         f"sha256 {sha[:12]}…{at_effort}",
                             settings=tuple(sweep), setting_kind="beta",
                             cache_id=f"v{CACHE_VERSION}-model-{name}-{sha[:16]}-{device}"
+                                     + rdoq.cache_tag(MODEL_CLASSES.get(entry.architecture))
                                      + (f"-effort{effort}" if effort else ""),
                             weights_sha256=sha, effort=effort))
     return codecs

@@ -1,0 +1,80 @@
+"""The held-out check behind codec/rdoq.py's RATE_WEIGHT: BD-rate (PSNR) of the default model's
+real files with rate-distortion optimized rounding at each weight against nearest rounding
+(weight 0), on central crops of the Middlebury left views (held out: never trained or tuned on,
+and not Kodak).
+
+    python scripts/rdoq_check.py [--weights 0.15,0.25,0.5,1] [--views even|odd|all] [--out F.json]
+
+`even` (the 1st, 3rd, … view in name order) is where the weight was chosen, `odd` checks it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flowcodec_cli import codec
+from flowcodec_cli.codec import rdoq
+from flowcodec_cli.evaluation.metrics import bd_rate
+from flowcodec_cli.files import images
+
+VIEWS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "stereo" / "middlebury_trainingQ" / "left"
+BETAS = (0.0005, 0.002, 0.008, 0.02, 0.05)
+CROP = (320, 448)
+
+
+def central_crop(path: Path) -> images.Picture:
+    picture = images.read_image(path)
+    h, w = picture.rgb.shape[:2]
+    top, left = (h - CROP[0]) // 2, (w - CROP[1]) // 2
+    rgb = np.ascontiguousarray(picture.rgb[top:top + CROP[0], left:left + CROP[1]])
+    return picture._replace(rgb=rgb, alpha=None, metadata=None)
+
+
+def curve(pictures: list[images.Picture], weight: float) -> list[tuple[float, float]]:
+    """(bpp, PSNR) of the whole set at each β: total bytes over total pixels, PSNR of the
+    pooled MSE."""
+    rdoq.RATE_WEIGHT = weight
+    points = []
+    for beta in BETAS:
+        bits, squared, pixels = 0, 0.0, 0
+        for picture in pictures:
+            data = codec.encode(picture, beta)[0]
+            decoded = codec.decode(data).rgb.astype(np.float64)
+            bits += 8 * len(data)
+            squared += float(((decoded - picture.rgb) ** 2).sum())
+            pixels += picture.rgb.shape[0] * picture.rgb.shape[1]
+        points.append((bits / pixels, 10 * np.log10(255 ** 2 / (squared / (3 * pixels)))))
+    return points
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", default="0.15,0.25,0.5,1")
+    p.add_argument("--views", choices=("even", "odd", "all"), default="even")
+    p.add_argument("--out")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    paths = sorted(VIEWS.glob("*.png"))
+    paths = {"even": paths[::2], "odd": paths[1::2], "all": paths}[args.views]
+    pictures = [central_crop(path) for path in paths]
+    nearest = curve(pictures, 0.0)
+    report = {"views": [p.stem for p in paths], "crop": CROP, "betas": BETAS,
+              "curves": {"0": nearest}, "bd_rate_pct": {}}
+    print("nearest", [(round(r, 4), round(q, 2)) for r, q in nearest], flush=True)
+    for weight in (float(w) for w in args.weights.split(",")):
+        points = curve(pictures, weight)
+        report["curves"][f"{weight:g}"] = points
+        report["bd_rate_pct"][f"{weight:g}"] = bd_rate(points, nearest)
+        print(f"weight {weight:g}: BD-rate {report['bd_rate_pct'][f'{weight:g}']:+.2f}%",
+              [(round(r, 4), round(q, 2)) for r, q in points], flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
