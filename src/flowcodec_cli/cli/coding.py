@@ -17,7 +17,7 @@ from flowcodec_cli.files.jobs import IMAGE_SUFFIXES, read_input
 
 EFFORT_HELP = (
     "Encoder effort, like cjxl -e: 0 codes the network's latents, each rounded up or down "
-    "against its bits (rate-distortion optimized rounding, about 0.13 s of a 1.1 s 768x512 encode); "
+    "against its bits (rate-distortion optimized rounding, about 0.1 s of a 1 s 768x512 encode); "
     f"{', '.join(map(str, range(1, MAX_EFFORT + 1)))} refine them for this image's D + β·R by "
     f"{', '.join(map(str, STEPS[1:]))} gradient steps: 3.4%, 4.4%, 4.6% lower D + β·R than nearest rounding on a "
     "768x512 held-out photo at β 0.004 (3-8% on smaller crops), at 17x, 32x, 62x the encode "
