@@ -207,13 +207,14 @@ def _encode_mixture_tile(codec: LoadedCodec, model, tile: refine.TileWindow, hea
     y = tile.tile_latents(tile.y)
     z_hat = torch.round(model.entropy_model.hyper_analysis(y, beta_t).cpu())
     rounding = rdoq.for_tile(model, y, beta_t, objective.beta)
-    y_stream, crc, y_bits, y_hat = _encode_y(codec, torch.round(y.cpu()), z_hat, header.beta,
-                                             header.params_crc, rounding)
-    if objective.steps:
+    y_hat = torch.round(y.cpu())
+    if objective.steps:  # refine from effort 0's integers, then code the winner as it is
+        start = _rounded_y(codec, y_hat, z_hat, header.beta, rounding)
         y_hat, z_hat = refine.refine(model, tile, beta_t, objective.beta, objective.steps,
-                                     start=(y_hat, z_hat))
-        y_hat, z_hat = y_hat.cpu(), z_hat.cpu()
-        y_stream, crc, y_bits, _ = _encode_y(codec, y_hat, z_hat, header.beta, header.params_crc)
+                                     start=(start, z_hat))
+        y_hat, z_hat, rounding = y_hat.cpu(), z_hat.cpu(), None
+    y_stream, crc, y_bits, _ = _encode_y(codec, y_hat, z_hat, header.beta, header.params_crc,
+                                         rounding)
     z_stream = entropy.encode(_symbols(z_hat), codec.z_tables(z_hat.shape))
     return [z_stream, y_stream], crc, y_bits + codec.z_bits(z_hat)
 
@@ -238,20 +239,38 @@ def _encode_y(codec: LoadedCodec, y_hat: torch.Tensor, z_hat: torch.Tensor, beta
     """ŷ of a tile → its y stream, slice by slice (each slice's tables from ẑ and the slices
     before it); the parameter CRC chained over the slices' tables; the model's bits of ŷ; ŷ as
     coded. `rounding`: choose each slice's integers against its tables, in place of y_hat's."""
-    raw = codec.hyper_params(z_hat, beta)
     stream, bits = entropy.StreamEncoder(), 0.0
     y_hat = y_hat.clone()
-    for index in range(codec.slice_count):
-        params = codec.slice_params(raw, y_hat, index)
-        channels = codec.slice_channels(index)
-        if rounding is not None:
-            y_hat[:, channels] = rounding(channels, params).to(y_hat.dtype)
+    for channels, params in _slices(codec, y_hat, z_hat, beta, rounding):
         tables = codec.y_tables(params)
         crc = tables.digest(crc)
         values = y_hat[:, channels]
         stream.encode(_symbols(values), tables)
         bits += codec.y_bits(values, params)
     return stream.bytes(), crc, bits, y_hat
+
+
+def _rounded_y(codec: LoadedCodec, y_hat: torch.Tensor, z_hat: torch.Tensor, beta: float,
+               rounding: rdoq.SliceRounding | None) -> torch.Tensor:
+    """The integers `_encode_y` would code, without building its range-coder tables (the start
+    of effort > 0's refinement)."""
+    y_hat = y_hat.clone()
+    for _ in _slices(codec, y_hat, z_hat, beta, rounding):
+        pass
+    return y_hat
+
+
+def _slices(codec: LoadedCodec, y_hat: torch.Tensor, z_hat: torch.Tensor, beta: float,
+            rounding: rdoq.SliceRounding | None):
+    """Each slice's (channels, mixture parameters) in coding order, its integers in `y_hat`
+    chosen by `rounding` first (in place) so that the next slice's parameters see them."""
+    raw = codec.hyper_params(z_hat, beta)
+    for index in range(codec.slice_count):
+        params = codec.slice_params(raw, y_hat, index)
+        channels = codec.slice_channels(index)
+        if rounding is not None:
+            y_hat[:, channels] = rounding(channels, params).to(y_hat.dtype)
+        yield channels, params
 
 
 def _decode_y(codec: LoadedCodec, y_stream: bytes | None, raw: torch.Tensor,
