@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,21 +36,24 @@ def central_crop(path: Path) -> images.Picture:
     return picture._replace(rgb=rgb, alpha=None, metadata=None)
 
 
-def curve(pictures: list[images.Picture], weight: float) -> list[tuple[float, float]]:
-    """(bpp, PSNR) of the whole set at each β: total bytes over total pixels, PSNR of the
-    pooled MSE."""
+def curve(pictures: list[images.Picture], weight: float = rdoq.RATE_WEIGHT, betas=BETAS,
+          **encode_options) -> tuple[list[tuple[float, float]], float]:
+    """(bpp, PSNR) of the whole set at each β (total bytes over total pixels, PSNR of the pooled
+    MSE) with rounding weight `weight`, and the mean encode seconds per picture."""
     rdoq.RATE_WEIGHT = weight
-    points = []
-    for beta in BETAS:
+    points, seconds = [], 0.0
+    for beta in betas:
         bits, squared, pixels = 0, 0.0, 0
         for picture in pictures:
-            data = codec.encode(picture, beta)[0]
+            start = time.perf_counter()
+            data = codec.encode(picture, beta, **encode_options)[0]
+            seconds += time.perf_counter() - start
             decoded = codec.decode(data).rgb.astype(np.float64)
             bits += 8 * len(data)
             squared += float(((decoded - picture.rgb) ** 2).sum())
             pixels += picture.rgb.shape[0] * picture.rgb.shape[1]
         points.append((bits / pixels, 10 * np.log10(255 ** 2 / (squared / (3 * pixels)))))
-    return points
+    return points, seconds / (len(betas) * len(pictures))
 
 
 def main() -> None:
@@ -62,12 +66,12 @@ def main() -> None:
     paths = sorted(VIEWS.glob("*.png"))
     paths = {"even": paths[::2], "odd": paths[1::2], "all": paths}[args.views]
     pictures = [central_crop(path) for path in paths]
-    nearest = curve(pictures, 0.0)
+    nearest, _ = curve(pictures, 0.0)
     report = {"views": [p.stem for p in paths], "crop": CROP, "betas": BETAS,
               "curves": {"0": nearest}, "bd_rate_pct": {}}
     print("nearest", [(round(r, 4), round(q, 2)) for r, q in nearest], flush=True)
     for weight in (float(w) for w in args.weights.split(",")):
-        points = curve(pictures, weight)
+        points, _ = curve(pictures, weight)
         report["curves"][f"{weight:g}"] = points
         report["bd_rate_pct"][f"{weight:g}"] = bd_rate(points, nearest)
         print(f"weight {weight:g}: BD-rate {report['bd_rate_pct'][f'{weight:g}']:+.2f}%",

@@ -12,8 +12,7 @@ from flowcodec_cli import codec, zoo
 from flowcodec_cli.codec import fcx
 from flowcodec_cli.files import images
 from flowcodec_cli.models import build_model
-from flowcodec_cli.training.checkpoints import export_weights
-from model_helpers import randomized
+from model_helpers import assert_same_training_pass, randomized, temporary_zoo
 
 SMALL = {"levels": 2, "steps": 1, "hidden": 8, "hyper_width": 16, "hyper_channels": 8,
          "beta_min": 0.001, "beta_max": 0.05, "context_slices": [16, 32],
@@ -34,13 +33,9 @@ def registered(tmp_path_factory):
     trained = build_model("flow", {**SMALL, **ADJUST})
     trained.load_state_dict(grown.state_dict())
     randomized(trained.adjust, seed=4)
-    monkey = pytest.MonkeyPatch()
-    monkey.setenv("FLOWCODEC_WEIGHTS", str(folder))
-    for name, model in {"a-base": base, "a-grown": grown, "a-trained": trained}.items():
-        sha = export_weights(model, folder / f"{name}.safetensors")
-        monkey.setitem(zoo.REGISTRY, name, zoo.ZooEntry(name, "flow", f"{name}.safetensors", sha))
-    yield {"base": base, "grown": grown, "trained": trained}
-    monkey.undo()
+    models = {"base": base, "grown": grown, "trained": trained}
+    with temporary_zoo(folder, {f"a-{name}": model for name, model in models.items()}):
+        yield models
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +44,7 @@ def picture():
 
 
 def test_grown_model_at_step_zero_computes_what_it_was_grown_from(registered):
-    x, beta = torch.rand(2, 3, 64, 64), torch.tensor([0.002, 0.03])
-    outputs = []
-    for model in (registered["base"], registered["grown"]):
-        torch.manual_seed(5)
-        outputs.append(model(x, beta))
-    for key in outputs[0]:
-        assert torch.equal(outputs[0][key], outputs[1][key]), key
+    assert_same_training_pass(registered["base"], registered["grown"])
 
 
 def test_grown_model_at_step_zero_codes_what_it_was_grown_from(registered, picture):
