@@ -72,12 +72,11 @@ def _latents(codec, rgb: np.ndarray, beta: float) -> tuple[torch.Tensor, torch.T
 @deterministic
 def unquantized_roundtrip_error(model, rgb: np.ndarray, beta: float) -> float:
     """max |synthesis(analysis(x)) − x| over the image's pixels in [0, 1], float32, with the
-    rounding of the latents left out: what an invertible transform loses by itself (the flow's
-    `transform`, without the encoder's adjustment of the latents)."""
+    rounding of the latents left out: what an invertible transform loses by itself."""
     height, width = rgb.shape[:2]
     x = image_tensor(rgb, model.stride)
     beta_t = torch.tensor([beta])
-    x_back = model.synthesis(model.transform(x, beta_t), beta_t)
+    x_back = model.synthesis(model.analysis(x, beta_t), beta_t)
     return float((x_back - x)[..., :height, :width].abs().max())
 
 

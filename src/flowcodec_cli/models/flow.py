@@ -4,12 +4,11 @@ synthesis transform, and the shared Gaussian-mixture hyperprior as the "flexible
 Data path (one set of weights, run forwards to encode and backwards to decode)::
 
     x − ½ ──► [Haar squeeze → S × (ActNorm → 1×1 conv → affine coupling(β))] × L ──► f(x)
-    f(x) ──×gain(β)──► y (+ Δ(y, β): the encoder's adjustment, if any) ──round──► ŷ
-    ŷ ──(hyperprior GMM tables, range coder; models/entropy_model.py)
+    f(x) ──×gain(β)──► y ──round──► ŷ ──(hyperprior GMM tables, range coder; models/entropy_model.py)
     ŷ ──÷gain(β)──► [S × (coupling⁻¹ → 1×1 conv⁻¹ → ActNorm⁻¹) → Haar⁻¹] × L ──► + ½ ──► x̂
 
 With L levels, y has 3·4^L channels at 1/2^L of the image size: the same number of values as
-the image, nothing discarded. Without quantization, synthesis(transform(x)) = x up to float32
+the image, nothing discarded. Without quantization, synthesis(analysis(x)) = x up to float32
 rounding (tested, and measured on Kodak by `flowcodec bench`). All the loss is quantization:
 the gain sets the step size per channel, and the training loss (proposal §3) is
 L = D + β·R with the rounding replaced by dequantization noise on y, which the synthesis sees too.
@@ -31,7 +30,6 @@ import torch
 from torch import nn
 
 from flowcodec_cli.models import mixture
-from flowcodec_cli.models.layers.adjust import LatentAdjust
 from flowcodec_cli.models.layers.flow import FlowStep, HaarSqueeze, wavelet_mix_inits
 from flowcodec_cli.models.layers.basic import RateGain
 from flowcodec_cli.models.base import LatentCodec
@@ -64,9 +62,6 @@ class FlowConfig:
     context_order: tuple[int, ...] = ()
     context_hidden: int = 32
     context_lrp: bool = True    # latent residual prediction after the slices (ablation: off)
-    # Width of the encoder's latent adjustment (models/layers/adjust.py); 0: none, the analysis
-    # is the bijection itself.
-    encoder_adjust: int = 0
 
     def __post_init__(self):  # JSON gives lists
         object.__setattr__(self, "context_slices", tuple(self.context_slices))
@@ -85,7 +80,7 @@ class FlowCodec(LatentCodec):
 
     name = "flow"
     config_class = FlowConfig
-    invertible = True  # synthesis(transform(x)) = x without quantization (bench measures it)
+    invertible = True  # synthesis(analysis(x)) = x without quantization (bench measures it)
     rdoq = True
 
     def __init__(self, config: FlowConfig = FlowConfig()):
@@ -114,7 +109,6 @@ class FlowCodec(LatentCodec):
                                  context_lrp=config.context_lrp)
         self.gain = RateGain(m, config.beta_min, config.beta_max, exponent=-0.5,
                              reference=math.log(2) / 6)
-        self.adjust = LatentAdjust(m, config.encoder_adjust) if config.encoder_adjust else None
 
     def _rate(self, beta: torch.Tensor) -> torch.Tensor:
         """log β scaled to [-1, 1] over the model's range: the couplings' β input."""
@@ -140,15 +134,8 @@ class FlowCodec(LatentCodec):
             h = squeeze.inverse(h)
         return h + 0.5
 
-    def transform(self, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        """The bijection's side of the analysis: f(x)·gain(β), what `synthesis` inverts."""
-        return self.flow(x, beta) * self.gain(beta)
-
     def analysis(self, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        """The latents the encoder rounds: the transform, moved by the encoder's adjustment
-        (if the model has one; the decoder does not need it)."""
-        y = self.transform(x, beta)
-        return y if self.adjust is None else y + self.adjust(y, self._rate(beta))
+        return self.flow(x, beta) * self.gain(beta)
 
     def synthesis(self, y_hat: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         return self.flow_inverse(y_hat / self.gain(beta).to(y_hat.dtype), beta)

@@ -124,9 +124,8 @@ class FlowSideInfoCodec(FlowCodec):
 
     def analysis(self, x: torch.Tensor, beta: torch.Tensor,
                  side: torch.Tensor | None = None) -> torch.Tensor:
-        """The flow's transform, without the flow's encoder adjustment (it was not trained for
-        a decoder that moves ŷ); a joint encoder uses the side view only to refine ŷ (refine.py)."""
-        return self.transform(x, beta)
+        """The flow's analysis; a joint encoder uses the side view only to refine ŷ (refine.py)."""
+        return super().analysis(x, beta)
 
     def align(self, x0: torch.Tensor, side: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Where the side view's content is, seen from the reconstruction x̂₀: the disparity (px,
@@ -144,7 +143,7 @@ class FlowSideInfoCodec(FlowCodec):
         disparity, agreement = self.align(x0, side)
         aligned = warp_horizontally(side, disparity)
         with torch.no_grad():  # a target for the latents, not a path for the flow's gradients
-            y_side = self.transform(aligned, beta)
+            y_side = self.analysis(aligned, beta)
         y1 = self.latent_pull(y_hat, y_side.to(y_hat.dtype), agreement, self._rate(beta))
         x1 = super().synthesis(y1, beta)
         hypotheses = [warp_horizontally(side, disparity + delta) for delta in self.config.refine_offsets]
