@@ -209,7 +209,9 @@ def _encode_mixture_tile(codec: LoadedCodec, model, tile: refine.TileWindow, hea
     rounding = rdoq.for_tile(model, y, beta_t, objective.beta)
     y_hat = torch.round(y.cpu())
     if objective.steps:  # refine from effort 0's integers, then code the winner as it is
-        start = _rounded_y(codec, y_hat, z_hat, header.beta, rounding)
+        start = y_hat.clone()
+        for _ in _slices(codec, start, z_hat, header.beta, rounding):
+            pass  # each slice rounded in place as _encode_y would, without its coder tables
         y_hat, z_hat = refine.refine(model, tile, beta_t, objective.beta, objective.steps,
                                      start=(start, z_hat))
         y_hat, z_hat, rounding = y_hat.cpu(), z_hat.cpu(), None
@@ -248,16 +250,6 @@ def _encode_y(codec: LoadedCodec, y_hat: torch.Tensor, z_hat: torch.Tensor, beta
         stream.encode(_symbols(values), tables)
         bits += codec.y_bits(values, params)
     return stream.bytes(), crc, bits, y_hat
-
-
-def _rounded_y(codec: LoadedCodec, y_hat: torch.Tensor, z_hat: torch.Tensor, beta: float,
-               rounding: rdoq.SliceRounding | None) -> torch.Tensor:
-    """The integers `_encode_y` would code, without building its range-coder tables (the start
-    of effort > 0's refinement)."""
-    y_hat = y_hat.clone()
-    for _ in _slices(codec, y_hat, z_hat, beta, rounding):
-        pass
-    return y_hat
 
 
 def _slices(codec: LoadedCodec, y_hat: torch.Tensor, z_hat: torch.Tensor, beta: float,
