@@ -58,7 +58,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="47bd643e87339293d44ad9f06214551d810a0dfea3b3a271970f1b61983346e6",
+    sha256="e93f3481edbd3c4880cf3c216626f526593627ec9d53f6c0ab9b26368617617c",
 ))
 
 # The side-information family (bench --stereo), built on the flow codec. dsc is the distributed
@@ -71,7 +71,7 @@ _register(ZooEntry(
     name="dsc",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="939530abbf48d96db8b2cdbaff095265f218ace0992cd73ee69a046e6b3fb31f",
+    sha256="6b686de989cc20821e368c4fe3e7bab88b875088599c52a9956ddb2e4648e638",
     stereo=True,
 ))
 
@@ -79,7 +79,7 @@ _register(ZooEntry(
     name="dsc-joint",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="939530abbf48d96db8b2cdbaff095265f218ace0992cd73ee69a046e6b3fb31f",
+    sha256="6b686de989cc20821e368c4fe3e7bab88b875088599c52a9956ddb2e4648e638",
     stereo=True,
     config=(("mode", "joint"),),
 ))
@@ -88,7 +88,7 @@ _register(ZooEntry(
     name="dsc-separate",
     architecture="flow",
     file="flow.safetensors",
-    sha256="47bd643e87339293d44ad9f06214551d810a0dfea3b3a271970f1b61983346e6",
+    sha256="e93f3481edbd3c4880cf3c216626f526593627ec9d53f6c0ab9b26368617617c",
     stereo=True,
 ))
 
