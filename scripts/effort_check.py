@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from flowcodec_cli.evaluation.metrics import bd_rate
-from rdoq_check import BETAS, CROP, VIEWS, central_crop, curve
+from rdoq_check import BETAS, CROP, curve, held_out, shown
 
 
 def main() -> None:
@@ -28,10 +28,8 @@ def main() -> None:
     p.add_argument("--out")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    paths = sorted(VIEWS.glob("*.png"))
-    paths = {"even": paths[::2], "odd": paths[1::2], "all": paths}[args.views]
-    pictures = [central_crop(path) for path in paths]
-    report = {"views": [p.stem for p in paths], "crop": CROP, "betas": BETAS, "threads": args.threads,
+    names, pictures = held_out(args.views)
+    report = {"views": names, "crop": CROP, "betas": BETAS, "threads": args.threads,
               "curves": {}, "encode_seconds": {}, "bd_rate_pct_vs_effort0": {}}
     for level in [0] + [int(n) for n in args.levels.split(",")]:
         points, seconds = curve(pictures, effort=level)
@@ -41,7 +39,7 @@ def main() -> None:
             report["bd_rate_pct_vs_effort0"][str(level)] = bd_rate(points, report["curves"]["0"])
         bd = report["bd_rate_pct_vs_effort0"].get(str(level), 0.0)
         print(f"effort {level}: BD-rate {bd:+.2f}% vs effort 0, encode {seconds:.2f} s per crop",
-              [(round(r, 4), round(q, 2)) for r, q in points], flush=True)
+              shown(points), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 

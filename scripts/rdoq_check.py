@@ -31,8 +31,9 @@ CROP = (320, 448)
 def central_crop(path: Path) -> images.Picture:
     picture = images.read_image(path)
     h, w = picture.rgb.shape[:2]
-    top, left = (h - CROP[0]) // 2, (w - CROP[1]) // 2
-    rgb = np.ascontiguousarray(picture.rgb[top:top + CROP[0], left:left + CROP[1]])
+    height, width = min(h, CROP[0]), min(w, CROP[1])  # ArtL (277x347) is smaller than the crop
+    top, left = (h - height) // 2, (w - width) // 2
+    rgb = np.ascontiguousarray(picture.rgb[top:top + height, left:left + width])
     return picture._replace(rgb=rgb, alpha=None, metadata=None)
 
 
@@ -56,6 +57,18 @@ def curve(pictures: list[images.Picture], weight: float = rdoq.RATE_WEIGHT, beta
     return points, seconds / (len(betas) * len(pictures))
 
 
+def held_out(choice: str) -> tuple[list[str], list[images.Picture]]:
+    """The names and central crops of the `even`, `odd` or `all` Middlebury left views."""
+    paths = sorted(VIEWS.glob("*.png"))
+    paths = {"even": paths[::2], "odd": paths[1::2], "all": paths}[choice]
+    return [path.stem for path in paths], [central_crop(path) for path in paths]
+
+
+def shown(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A curve rounded for a progress line: (bpp to 4 places, PSNR to 2)."""
+    return [(round(float(r), 4), round(float(q), 2)) for r, q in points]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", default="0.15,0.25,0.5,1")
@@ -63,19 +76,17 @@ def main() -> None:
     p.add_argument("--out")
     args = p.parse_args()
     torch.set_num_threads(1)
-    paths = sorted(VIEWS.glob("*.png"))
-    paths = {"even": paths[::2], "odd": paths[1::2], "all": paths}[args.views]
-    pictures = [central_crop(path) for path in paths]
+    names, pictures = held_out(args.views)
     nearest, _ = curve(pictures, 0.0)
-    report = {"views": [p.stem for p in paths], "crop": CROP, "betas": BETAS,
+    report = {"views": names, "crop": CROP, "betas": BETAS,
               "curves": {"0": nearest}, "bd_rate_pct": {}}
-    print("nearest", [(round(r, 4), round(q, 2)) for r, q in nearest], flush=True)
+    print("nearest", shown(nearest), flush=True)
     for weight in (float(w) for w in args.weights.split(",")):
         points, _ = curve(pictures, weight)
         report["curves"][f"{weight:g}"] = points
         report["bd_rate_pct"][f"{weight:g}"] = bd_rate(points, nearest)
         print(f"weight {weight:g}: BD-rate {report['bd_rate_pct'][f'{weight:g}']:+.2f}%",
-              [(round(r, 4), round(q, 2)) for r, q in points], flush=True)
+              shown(points), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
