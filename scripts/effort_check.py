@@ -16,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from flowcodec_cli.evaluation.metrics import bd_rate
-from rdoq_check import BETAS, CROP, curve, held_out, shown
+from rdoq_check import BETAS, CROP, compared, held_out
 
 
 def main() -> None:
@@ -29,17 +28,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     names, pictures = held_out(args.views)
+    levels = [0] + [int(n) for n in args.levels.split(",")]
+    result = compared(pictures, {str(level): {"effort": level} for level in levels})
     report = {"views": names, "crop": CROP, "betas": BETAS, "threads": args.threads,
-              "curves": {}, "encode_seconds": {}, "bd_rate_pct_vs_effort0": {}}
-    for level in [0] + [int(n) for n in args.levels.split(",")]:
-        points, seconds = curve(pictures, effort=level)
-        report["curves"][str(level)] = points
-        report["encode_seconds"][str(level)] = seconds
-        if level:
-            report["bd_rate_pct_vs_effort0"][str(level)] = bd_rate(points, report["curves"]["0"])
-        bd = report["bd_rate_pct_vs_effort0"].get(str(level), 0.0)
-        print(f"effort {level}: BD-rate {bd:+.2f}% vs effort 0, encode {seconds:.2f} s per crop",
-              shown(points), flush=True)
+              "curves": result["curves"], "encode_seconds": result["encode_seconds"],
+              "bd_rate_pct_vs_effort0": result["bd_rate_pct"]}
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 

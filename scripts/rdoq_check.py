@@ -37,13 +37,12 @@ def central_crop(path: Path) -> images.Picture:
     return picture._replace(rgb=rgb, alpha=None, metadata=None)
 
 
-def curve(pictures: list[images.Picture], weight: float = rdoq.RATE_WEIGHT, betas=BETAS,
-          **encode_options) -> tuple[list[tuple[float, float]], float]:
+def curve(pictures: list[images.Picture], weight: float = rdoq.RATE_WEIGHT, **encode_options) -> tuple[list[tuple[float, float]], float]:
     """(bpp, PSNR) of the whole set at each β (total bytes over total pixels, PSNR of the pooled
     MSE) with rounding weight `weight`, and the mean encode seconds per picture."""
     rdoq.RATE_WEIGHT = weight
     points, seconds = [], 0.0
-    for beta in betas:
+    for beta in BETAS:
         bits, squared, pixels = 0, 0.0, 0
         for picture in pictures:
             start = time.perf_counter()
@@ -54,7 +53,7 @@ def curve(pictures: list[images.Picture], weight: float = rdoq.RATE_WEIGHT, beta
             squared += float(((decoded - picture.rgb) ** 2).sum())
             pixels += picture.rgb.shape[0] * picture.rgb.shape[1]
         points.append((bits / pixels, 10 * np.log10(255 ** 2 / (squared / (3 * pixels)))))
-    return points, seconds / (len(betas) * len(pictures))
+    return points, seconds / (len(BETAS) * len(pictures))
 
 
 def held_out(choice: str) -> tuple[list[str], list[images.Picture]]:
@@ -69,6 +68,21 @@ def shown(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return [(round(float(r), 4), round(float(q), 2)) for r, q in points]
 
 
+def compared(pictures: list[images.Picture], arms: dict[str, dict]) -> dict:
+    """Each arm's pooled curve (`curve` with the arm's options), mean encode seconds and, for
+    every arm after the first, BD-rate against the first; printed as each arm ends."""
+    first = next(iter(arms))
+    result = {"curves": {}, "encode_seconds": {}, "bd_rate_pct": {}}
+    for name, options in arms.items():
+        points, seconds = curve(pictures, **options)
+        result["curves"][name], result["encode_seconds"][name] = points, seconds
+        if name != first:
+            result["bd_rate_pct"][name] = bd_rate(points, result["curves"][first])
+        print(f"{name}: BD-rate {result['bd_rate_pct'].get(name, 0.0):+.2f}% against {first}, "
+              f"encode {seconds:.2f} s per picture", shown(points), flush=True)
+    return result
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", default="0.15,0.25,0.5,1")
@@ -77,16 +91,10 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     names, pictures = held_out(args.views)
-    nearest, _ = curve(pictures, 0.0)
-    report = {"views": names, "crop": CROP, "betas": BETAS,
-              "curves": {"0": nearest}, "bd_rate_pct": {}}
-    print("nearest", shown(nearest), flush=True)
-    for weight in (float(w) for w in args.weights.split(",")):
-        points, _ = curve(pictures, weight)
-        report["curves"][f"{weight:g}"] = points
-        report["bd_rate_pct"][f"{weight:g}"] = bd_rate(points, nearest)
-        print(f"weight {weight:g}: BD-rate {report['bd_rate_pct'][f'{weight:g}']:+.2f}%",
-              shown(points), flush=True)
+    weights = [0.0] + [float(w) for w in args.weights.split(",")]
+    result = compared(pictures, {f"{w:g}": {"weight": w} for w in weights})
+    report = {"views": names, "crop": CROP, "betas": BETAS, "curves": result["curves"],
+              "bd_rate_pct": result["bd_rate_pct"]}
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
