@@ -13,6 +13,7 @@ import torch
 
 from flowcodec_cli import codec
 from flowcodec_cli.codec import rdoq
+from flowcodec_cli.codec.loaded import Segment
 from flowcodec_cli.files import images
 from flowcodec_cli.models import mixture
 from flowcodec_cli.models.base import lagrangian
@@ -36,8 +37,10 @@ def random_slice(seed: int = 0):
 
 
 def choose(y, params, distortion, beta=0.01):
-    return rdoq.SliceRounding(y, torch.full((1, 4, 1, 1), distortion, dtype=torch.float64),
-                              beta)(slice(None), params)
+    """The rounding of the slice's latents y (1, 4, 6, 5), coded as one segment."""
+    segment = Segment(slice(None), None)
+    rounding = rdoq.SliceRounding(y, torch.full((1, 4, 1, 1), distortion, dtype=torch.float64), beta)
+    return rounding(segment, segment.params(params)).view_as(y)
 
 
 def test_each_latent_goes_to_its_floor_or_its_ceiling():

@@ -123,3 +123,20 @@ def test_a_run_record_builds_the_same_model_card_as_its_checkpoint(tmp_path):
     from_checkpoint = build_card(weights, run / "checkpoint.pt", None)
     from_record = build_card(weights, record, None)
     assert from_record == from_checkpoint and from_record["training"]["steps"] == 2
+
+
+def test_a_checkerboard_grown_onto_trained_weights_starts_at_zero_and_learns(tmp_path):
+    """`--init-from W --config '{"context_checkerboard": true}'`: the spatial context networks are
+    new (their last layer zero) and are trained from the first step: the anchors reach them."""
+    context = {**json.loads(TINY), "context_slices": [16, 32], "context_hidden": 4}
+    train.main(["--model", "flow", "--config", json.dumps(context), "--data", str(DATA),
+                "--run-dir", str(tmp_path / "plain"), "--steps", "1", "--batch", "2", "--crop", "32",
+                "--threads", "1", "--no-bf16"])
+    weights = tmp_path / "plain.safetensors"
+    checkpoints.export_checkpoint(str(tmp_path / "plain" / "checkpoint.pt"), str(weights))
+    _train(tmp_path / "grown", 2, "--init-from", str(weights),
+           "--config", json.dumps({"context_checkerboard": True}))
+    state = torch.load(tmp_path / "grown" / "checkpoint.pt", weights_only=False)
+    assert state["config"]["context_checkerboard"] and list(state["config"]["context_slices"]) == [16, 32]
+    last = [v for k, v in state["model"].items() if "spatial" in k and k.endswith("4.weight")]
+    assert len(last) == 2 and all(0 < w.abs().max() < 0.01 for w in last)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -81,22 +82,19 @@ class LoadedCodec:
         return _snapped(self.tables.z_prior(z_shape, torch.float64))
 
     @property
-    def slice_count(self) -> int:
-        """ŷ is coded in this many channel slices, one after another (1 without a context model)."""
-        return self.tables.slice_count
+    def segment_count(self) -> int:
+        """A tile's y stream is coded in this many segments: one per channel slice (one slice
+        without a context model), two per slice with the checkerboard (docs/format.md §4.2)."""
+        return self.tables.slice_count * self.tables.phases
 
-    def slice_channels(self, index: int):
-        return self.tables.slice_channels(index)
+    def segments(self, raw: torch.Tensor) -> "TileSegments":
+        """The segments of the tile whose h_s output is `raw`, in coding order."""
+        return TileSegments(self.tables, raw)
 
     @torch.no_grad()
     def hyper_params(self, z_hat: torch.Tensor, beta: float) -> torch.Tensor:
         """h_s's float64 output for integer ẑ (1, C, H, W): what every slice's tables start from."""
         return self.tables.hyper_params(z_hat.double(), torch.tensor([beta], dtype=torch.float64))
-
-    @torch.no_grad()
-    def slice_params(self, raw: torch.Tensor, y_hat: torch.Tensor, index: int) -> mixture.MixtureParams:
-        """Float64 mixture parameters (1, K, c, H, W) of slice `index`, given ŷ's earlier slices."""
-        return self.tables.slice_prior(raw, y_hat.double(), index)
 
     @staticmethod
     def y_tables(params: mixture.MixtureParams) -> entropy.QuantizedMixture:
@@ -116,6 +114,55 @@ class LoadedCodec:
     @torch.no_grad()
     def z_bits(self, z_hat: torch.Tensor) -> float:
         return float(self.tables.z_bits(z_hat, torch.float64)[0])
+
+
+class Segment(NamedTuple):
+    """One coded segment of a tile's y stream: a slice's channels and which of their positions
+    (None: all; with the checkerboard, the anchors or the rest). Its values are (1, c, n): C order,
+    each channel's positions in raster order."""
+    channels: torch.Tensor | slice
+    positions: torch.Tensor | None
+
+    def values(self, latents: torch.Tensor) -> torch.Tensor:
+        """The segment's elements of latents (1, C, H, W), as (1, c, n)."""
+        part = latents[:, self.channels]
+        return part.flatten(2) if self.positions is None else part[..., self.positions]
+
+    def params(self, params: mixture.MixtureParams) -> mixture.MixtureParams:
+        """The segment's elements of its slice's mixtures (1, K, c, H, W), as (1, K, c, n)."""
+        return mixture.MixtureParams(*(p.flatten(3) if self.positions is None
+                                       else p[..., self.positions] for p in params))
+
+    def store(self, latents: torch.Tensor, values: torch.Tensor) -> None:
+        """Write the segment's values (any shape of c·n elements) into latents, in place."""
+        part = latents[:, self.channels]
+        if self.positions is None:
+            part = values.reshape(part.shape).to(part.dtype)
+        else:
+            part[..., self.positions] = values.reshape(*part.shape[:2], -1).to(part.dtype)
+        latents[:, self.channels] = part
+
+
+class TileSegments:
+    """A tile's y stream, segment by segment: each segment and its float64 mixtures, given ŷ as
+    coded so far. A checkerboard slice's two halves start from the same channel-corrected
+    parameters, computed once (the context networks are a fifth of the decoder's table time).
+    One per tile and thread: it keeps the current slice's parameters."""
+
+    def __init__(self, tables, raw: torch.Tensor):
+        self.tables, self.raw = tables, raw
+        self._slice, self._corrected = -1, None
+
+    @torch.no_grad()
+    def __call__(self, y_hat: torch.Tensor, k: int) -> tuple[Segment, mixture.MixtureParams]:
+        """Segment `k` and its elements' mixtures (1, K, c, n), from ŷ's segments before it."""
+        index, phase = divmod(k, self.tables.phases)
+        y_hat = y_hat.double()
+        if index != self._slice:
+            self._slice, self._corrected = index, self.tables.channel_raw(self.raw, y_hat, index)
+        positions, params = self.tables.phase_prior(self._corrected, y_hat, index, phase)
+        segment = Segment(self.tables.slice_channels(index), positions)
+        return segment, segment.params(params)
 
 
 def _snapped(params: mixture.MixtureParams) -> entropy.QuantizedMixture:

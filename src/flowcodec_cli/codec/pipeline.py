@@ -210,8 +210,8 @@ def _encode_mixture_tile(codec: LoadedCodec, model, tile: refine.TileWindow, hea
     y_hat = torch.round(y.cpu())
     if objective.steps:  # refine from effort 0's integers, then code the winner as it is
         start = y_hat.clone()
-        for _ in _slices(codec, start, z_hat, header.beta, rounding):
-            pass  # each slice rounded in place as _encode_y would, without its coder tables
+        for _ in _segments(codec, start, z_hat, header.beta, rounding):
+            pass  # each segment rounded in place as _encode_y would, without its coder tables
         y_hat, z_hat = refine.refine(model, tile, beta_t, objective.beta, objective.steps,
                                      start=(start, z_hat))
         y_hat, z_hat, rounding = y_hat.cpu(), z_hat.cpu(), None
@@ -238,50 +238,49 @@ def _decode_mixture_tile(codec: LoadedCodec, streams: list[bytes], box: Box, hea
 def _encode_y(codec: LoadedCodec, y_hat: torch.Tensor, z_hat: torch.Tensor, beta: float,
               crc: int, rounding: rdoq.SliceRounding | None = None
               ) -> tuple[bytes, int, float, torch.Tensor]:
-    """ŷ of a tile → its y stream, slice by slice (each slice's tables from ẑ and the slices
-    before it); the parameter CRC chained over the slices' tables; the model's bits of ŷ; ŷ as
-    coded. `rounding`: choose each slice's integers against its tables, in place of y_hat's."""
+    """ŷ of a tile → its y stream, segment by segment (each segment's tables from ẑ and the
+    segments before it); the parameter CRC chained over the segments' tables; the model's bits
+    of ŷ; ŷ as coded. `rounding`: choose each segment's integers against its tables."""
     stream, bits = entropy.StreamEncoder(), 0.0
     y_hat = y_hat.clone()
-    for channels, params in _slices(codec, y_hat, z_hat, beta, rounding):
+    for segment, params in _segments(codec, y_hat, z_hat, beta, rounding):
         tables = codec.y_tables(params)
         crc = tables.digest(crc)
-        values = y_hat[:, channels]
+        values = segment.values(y_hat)
         stream.encode(_symbols(values), tables)
         bits += codec.y_bits(values, params)
     return stream.bytes(), crc, bits, y_hat
 
 
-def _slices(codec: LoadedCodec, y_hat: torch.Tensor, z_hat: torch.Tensor, beta: float,
-            rounding: rdoq.SliceRounding | None):
-    """Each slice's (channels, mixture parameters) in coding order, its integers in `y_hat`
-    chosen by `rounding` first (in place) so that the next slice's parameters see them."""
-    raw = codec.hyper_params(z_hat, beta)
-    for index in range(codec.slice_count):
-        params = codec.slice_params(raw, y_hat, index)
-        channels = codec.slice_channels(index)
+def _segments(codec: LoadedCodec, y_hat: torch.Tensor, z_hat: torch.Tensor, beta: float,
+              rounding: rdoq.SliceRounding | None):
+    """Each segment and its elements' mixtures in coding order, its integers in `y_hat` chosen
+    by `rounding` first (in place) so that the next segment's mixtures see them."""
+    of_tile = codec.segments(codec.hyper_params(z_hat, beta))
+    for k in range(codec.segment_count):
+        segment, params = of_tile(y_hat, k)
         if rounding is not None:
-            y_hat[:, channels] = rounding(channels, params).to(y_hat.dtype)
-        yield channels, params
+            segment.store(y_hat, rounding(segment, params))
+        yield segment, params
 
 
 def _decode_y(codec: LoadedCodec, y_stream: bytes | None, raw: torch.Tensor,
               crc: int) -> tuple[torch.Tensor, int, entropy.CorruptStream | None]:
     """The mirror of `_encode_y`: ŷ (float64, (1, C, h, w)), the chained CRC, and the stream's
-    error, if any (`y_stream` None: only the tables, for the CRC). A slice that cannot be
-    decoded leaves zeros, so the tables of a context model's later slices differ from the
+    error, if any (`y_stream` None: only the tables, for the CRC). A segment that cannot be
+    decoded leaves zeros, so the tables of a context model's later segments differ from the
     encoder's and the CRC reports the desync (segments.py)."""
-    channels = codec.model.config.latent_channels
-    y_hat = torch.zeros(1, channels, *raw.shape[2:], dtype=torch.float64)
+    y_hat = torch.zeros(1, codec.model.config.latent_channels, *raw.shape[2:], dtype=torch.float64)
+    of_tile, current = codec.segments(raw), {}
 
-    def tables_for(index: int) -> entropy.QuantizedMixture:
-        return codec.y_tables(codec.slice_params(raw, y_hat, index))
+    def tables_for(k: int) -> entropy.QuantizedMixture:
+        current["segment"], params = of_tile(y_hat, k)
+        return codec.y_tables(params)
 
-    def store(index: int, values: np.ndarray) -> None:
-        part = y_hat[:, codec.slice_channels(index)]
-        y_hat[:, codec.slice_channels(index)] = torch.from_numpy(values).double().view(part.shape)
+    def store(k: int, values: np.ndarray) -> None:
+        current["segment"].store(y_hat, torch.from_numpy(values))
 
-    crc, error = segments.decode_segments(y_stream, codec.slice_count, tables_for, store, crc)
+    crc, error = segments.decode_segments(y_stream, codec.segment_count, tables_for, store, crc)
     return y_hat, crc, error
 
 

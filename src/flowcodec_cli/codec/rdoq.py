@@ -9,10 +9,10 @@ has the lower
     (y − q)² · d_c  +  w · β · bits(q)
 
 with bits(q) from the slice's own tables (exactly the decoder's: built from ẑ and the slices
-already chosen, so each slice is chosen after the one before it), β the user's (the objective the
-operating points promise, `operating_points.py`), and d_c the model's squared pixel error per unit
-of channel c (`rounding_distortion`: for the flow its quantization step squared, exact for an
-orthonormal f). Classical encoders do the same with their coefficients (RDOQ in HEVC and AV1's
+already chosen, so each slice is chosen after the one before it, and with the checkerboard each
+half of a slice after the other, anchors first), β the user's (the objective the operating points
+promise, `operating_points.py`), and d_c the model's squared pixel error per unit of channel c
+(`rounding_distortion`: for the flow its quantization step squared, exact for an orthonormal f). Classical encoders do the same with their coefficients (RDOQ in HEVC and AV1's
 trellis); the decoder and the format do not change.
 
 Why w = 0.25 and not the 1 of the Lagrangian: the choice is greedy per slice and ignores two
@@ -43,19 +43,21 @@ RATE_WEIGHT = 0.25
 
 
 class SliceRounding:
-    """One tile's choices, made slice by slice as the coder learns each slice's tables."""
+    """One tile's choices, made segment by segment (a channel slice, or with the checkerboard
+    half of one) as the coder learns each segment's tables."""
 
     def __init__(self, y: torch.Tensor, distortion: torch.Tensor, beta: float):
         self.y = y.detach().cpu().double()                # (1, C, h, w), unrounded, gained
         self.distortion = distortion.detach().cpu().double()  # (1, C, 1, 1): d_c
         self.beta = beta
 
-    def __call__(self, channels, params: mixture.MixtureParams) -> torch.Tensor:
-        """The integers of the slice `channels` under its tables `params` (float64)."""
-        y = self.y[:, channels]
+    def __call__(self, segment, params: mixture.MixtureParams) -> torch.Tensor:
+        """The integers (1, c, n) of `segment` (`loaded.Segment`) under its elements' mixtures
+        `params` (float64, (1, K, c, n))."""
+        y = segment.values(self.y)
         low = torch.floor(y)
         high = low + 1
-        d = self.distortion[:, channels]
+        d = self.distortion[:, segment.channels].flatten(2)   # (1, c, 1)
         weight = RATE_WEIGHT * self.beta
 
         def cost(q: torch.Tensor) -> torch.Tensor:

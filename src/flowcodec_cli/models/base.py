@@ -93,8 +93,8 @@ class LatentCodec(nn.Module):
 
     def build_entropy_model(self, latent: int, width: int, hyper: int, components: int,
                             beta_min: float, beta_max: float, **context) -> None:
-        """`context`: context_slices, context_order, context_hidden, context_lrp
-        (models/context.py)."""
+        """`context`: context_slices, context_order, context_hidden, context_lrp,
+        context_checkerboard (models/context.py)."""
         self.entropy_model = HyperpriorEntropyModel(latent, width, hyper, components,
                                                     beta_min, beta_max, **context)
         self.register_state_dict_post_hook(_to_file_names)

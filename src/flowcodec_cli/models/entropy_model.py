@@ -16,9 +16,14 @@ model's own transforms (`models/base.py`). The component provides, in any float 
 - `slice_count` and `slice_channels(i)`: ŷ is coded in channel slices, one after another (one
   slice of all channels without a context model, `models/context.py` with one).
 - `slice_prior(raw, ŷ, i) → MixtureParams` (B, K, c_i, H, W): the mixture of slice i's elements,
-  from raw and the slices before i (only those channels of ŷ are read). The coding core calls it
+  from raw and the slices before i (only those channels of ŷ are read, and with the checkerboard
+  slice i's anchors). The coding core computes the same numbers half a slice at a time (below)
   on a float64 copy of this component (`for_coding`), on the CPU, so that the tables it feeds
   are the same bit for bit on every machine and thread count.
+- `phases`, `channel_raw(raw, ŷ, i)` and `phase_prior(corrected, ŷ, i, phase)`: how the coder
+  codes slice i in `phases` halves (2 with the context model's checkerboard: the anchors, then
+  the rest given them), each half's positions and mixtures from the slice's parameters
+  corrected by the slices before it, computed once per slice (`codec/loaded.py`).
 - `y_prior(ẑ, β, ŷ) → MixtureParams` (B, K, C, H, W): every slice's mixture at once, given all of
   ŷ (what training and evaluation use; the decoder gets the same numbers slice by slice).
 - `refined(ŷ) → ŷ′`: ŷ plus the predicted rounding residual (the latent residual
@@ -41,7 +46,7 @@ import torch
 from torch import nn
 
 from flowcodec_cli.models import mixture
-from flowcodec_cli.models.context import ChannelContext
+from flowcodec_cli.models.context import ChannelContext, checkerboard
 from flowcodec_cli.models.layers.basic import RateGain, conv, deconv
 
 
@@ -54,7 +59,7 @@ class HyperpriorEntropyModel(nn.Module):
     def __init__(self, latent: int, width: int, hyper: int, components: int,
                  beta_min: float, beta_max: float, context_slices: tuple[int, ...] = (),
                  context_order: tuple[int, ...] = (), context_hidden: int = 32,
-                 context_lrp: bool = True):
+                 context_lrp: bool = True, context_checkerboard: bool = False):
         super().__init__()
         self.latent_channels = latent
         self.components = components
@@ -74,7 +79,8 @@ class HyperpriorEntropyModel(nn.Module):
         self.z_means = nn.Parameter(torch.linspace(-1.0, 1.0, components).unsqueeze(1).repeat(1, hyper))
         self.z_log_scales = nn.Parameter(torch.full((components, hyper), 0.5))
         self.context = (ChannelContext(latent, components, tuple(context_slices), tuple(context_order),
-                                       context_hidden, context_lrp) if context_slices else None)
+                                       context_hidden, context_lrp, context_checkerboard)
+                        if context_slices else None)
 
     def for_coding(self) -> "HyperpriorEntropyModel":
         """A float64 copy in eval mode: what the coding core builds its tables with."""
@@ -109,11 +115,37 @@ class HyperpriorEntropyModel(nn.Module):
 
     def slice_prior(self, raw: torch.Tensor, y_hat: torch.Tensor | None,
                     index: int) -> mixture.MixtureParams:
-        """The mixture of slice `index`, given the slices before it (read from ŷ)."""
+        """The mixture of slice `index`, given the slices before it (read from ŷ) and, with the
+        checkerboard, the slice's own anchors (they decide only the other half's mixtures)."""
         if self.context is None:
             return mixture.split_params(raw, self.latent_channels, self.components)
         corrected = self.context.corrected_raw(raw, y_hat, index)
         return mixture.split_params(corrected, self.context.sizes[index], self.components)
+
+    @property
+    def phases(self) -> int:
+        """The halves each slice is coded in: 2 with the checkerboard (anchors first), else 1."""
+        return 1 if self.context is None else self.context.phases
+
+    def channel_raw(self, raw: torch.Tensor, y_hat: torch.Tensor, index: int) -> torch.Tensor:
+        """Slice `index`'s raw parameters from raw and the slices before it: what both halves of
+        a checkerboard slice start from (the coder computes it once per slice)."""
+        return raw if self.context is None else self.context.channel_corrected(raw, y_hat, index)
+
+    def phase_prior(self, corrected: torch.Tensor, y_hat: torch.Tensor, index: int,
+                    phase: int) -> tuple[torch.Tensor | None, mixture.MixtureParams]:
+        """The positions (H, W) bool coded in `phase` of slice `index` (None: all of them) and
+        the slice's mixtures as that phase sees them, from `channel_raw`'s output: phase 0
+        codes the anchors, phase 1 the rest, corrected by the anchors in ŷ."""
+        if self.context is None:
+            return None, mixture.split_params(corrected, self.latent_channels, self.components)
+        positions = None
+        if self.phases == 2:
+            anchors = checkerboard(*corrected.shape[2:])
+            positions = ~anchors if phase else anchors
+            if phase:
+                corrected = self.context.spatially_corrected(corrected, y_hat, index)
+        return positions, mixture.split_params(corrected, self.context.sizes[index], self.components)
 
     def y_prior(self, z_hat: torch.Tensor, beta: torch.Tensor,
                 y_hat: torch.Tensor | None = None) -> mixture.MixtureParams:

@@ -62,6 +62,7 @@ class FlowConfig:
     context_order: tuple[int, ...] = ()
     context_hidden: int = 32
     context_lrp: bool = True    # latent residual prediction after the slices (ablation: off)
+    context_checkerboard: bool = False  # each slice in two halves, anchors first (context.py)
 
     def __post_init__(self):  # JSON gives lists
         object.__setattr__(self, "context_slices", tuple(self.context_slices))
@@ -106,7 +107,8 @@ class FlowCodec(LatentCodec):
                                  context_slices=config.context_slices,
                                  context_order=config.context_order,
                                  context_hidden=config.context_hidden,
-                                 context_lrp=config.context_lrp)
+                                 context_lrp=config.context_lrp,
+                                 context_checkerboard=config.context_checkerboard)
         self.gain = RateGain(m, config.beta_min, config.beta_max, exponent=-0.5,
                              reference=math.log(2) / 6)
 
