@@ -58,7 +58,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="e93f3481edbd3c4880cf3c216626f526593627ec9d53f6c0ab9b26368617617c",
+    sha256="ad83429b287cd3884966e1c7b8323be3321d4150793f1566b4454fdd28d4afcd",
 ))
 
 # The side-information family (bench --stereo), built on the flow codec. dsc is the distributed
@@ -71,7 +71,7 @@ _register(ZooEntry(
     name="dsc",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="6b686de989cc20821e368c4fe3e7bab88b875088599c52a9956ddb2e4648e638",
+    sha256="63ace1bd5c00ec1ac8d190e368a51d0e2e5b7d3056ccf535a55528d06cbd7189",
     stereo=True,
 ))
 
@@ -79,7 +79,7 @@ _register(ZooEntry(
     name="dsc-joint",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="6b686de989cc20821e368c4fe3e7bab88b875088599c52a9956ddb2e4648e638",
+    sha256="63ace1bd5c00ec1ac8d190e368a51d0e2e5b7d3056ccf535a55528d06cbd7189",
     stereo=True,
     config=(("mode", "joint"),),
 ))
@@ -88,7 +88,7 @@ _register(ZooEntry(
     name="dsc-separate",
     architecture="flow",
     file="flow.safetensors",
-    sha256="e93f3481edbd3c4880cf3c216626f526593627ec9d53f6c0ab9b26368617617c",
+    sha256="ad83429b287cd3884966e1c7b8323be3321d4150793f1566b4454fdd28d4afcd",
     stereo=True,
 ))
 
