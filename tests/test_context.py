@@ -177,3 +177,12 @@ def test_checkerboard_anchors_see_nothing_of_their_slice_and_the_rest_see_only_a
     assert not anchors[2, 3] and torch.equal(params_after(2, 3), before)
     moved = (params_after(2, 2) != before).flatten(0, 3).any(0)      # (H, W)
     assert anchors[2, 2] and moved.any() and not moved[anchors].any()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (13, 70)])
+def test_checkerboard_round_trips_tiny_and_odd_sized_images(registered, size):
+    """Padded to the stride of z, the smallest latent grid is 4×4, so both halves always exist;
+    odd grid sizes make them unequal."""
+    rgb = (np.random.default_rng(size[1]).random((*size, 3)) * 255).astype(np.uint8)
+    data, _ = codec.encode(images.Picture(rgb, None, fcx.LAYOUT_RGB), BETA, "t-checker")
+    assert codec.decode(data).rgb.shape == (*size, 3)
