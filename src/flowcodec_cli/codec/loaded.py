@@ -146,8 +146,8 @@ class Segment(NamedTuple):
 class TileSegments:
     """A tile's y stream, segment by segment: each segment and its float64 mixtures, given ŷ as
     coded so far. A checkerboard slice's two halves start from the same channel-corrected
-    parameters, computed once (the context networks are a fifth of the decoder's table time).
-    One per tile and thread: it keeps the current slice's parameters."""
+    parameters, computed once (else the context networks, float64 and as costly as the spatial
+    ones, would run twice per slice). One per tile and thread: it keeps the current slice's."""
 
     def __init__(self, tables, raw: torch.Tensor):
         self.tables, self.raw = tables, raw

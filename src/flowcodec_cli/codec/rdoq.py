@@ -12,8 +12,9 @@ with bits(q) from the slice's own tables (exactly the decoder's: built from ẑ 
 already chosen, so each slice is chosen after the one before it, and with the checkerboard each
 half of a slice after the other, anchors first), β the user's (the objective the operating points
 promise, `operating_points.py`), and d_c the model's squared pixel error per unit of channel c
-(`rounding_distortion`: for the flow its quantization step squared, exact for an orthonormal f). Classical encoders do the same with their coefficients (RDOQ in HEVC and AV1's
-trellis); the decoder and the format do not change.
+(`rounding_distortion`: for the flow its quantization step squared, exact for an orthonormal f).
+Classical encoders do the same with their coefficients (RDOQ in HEVC and AV1's trellis); the
+decoder and the format do not change.
 
 Why w = 0.25 and not the 1 of the Lagrangian: the choice is greedy per slice and ignores two
 costs of leaving the nearest integer: later slices' tables are predicted from these values (the

@@ -17,12 +17,13 @@ measured on the odd ones) — the low rates, where the flow is weakest.
 The context networks feed tables, so the codec runs them in float64 (the entropy model's coding
 copy); the residual predictors feed only the synthesis and run in float32 like it.
 
-Decoding stays parallel inside a slice (every element of a slice is coded with one set of tables);
-only the slices are sequential. The last layer of every network here starts at zero, so a grown
+Decoding stays parallel inside a slice (or half-slice: the elements of one are coded at once);
+only the slices (halves) are sequential. The last layer of every network here starts at zero, so a grown
 model computes exactly what the model it was grown from computed until training moves it.
 
-Both halves stay parallel: nothing is pixel-serial. Slices are contiguous runs of `order`, a permutation of the latent channels (by default the
-identity; `context_order` of a model's config puts the coarse, high-energy channels first).
+Nothing is pixel-serial. Slices are contiguous runs of `order`, a permutation of the latent
+channels (by default the identity; `context_order` of a model's config puts the coarse,
+high-energy channels first).
 """
 
 from __future__ import annotations
