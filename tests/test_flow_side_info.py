@@ -141,3 +141,35 @@ def test_graft_moves_the_side_stage_onto_newer_flow_weights(tmp_path):
     with pytest.raises(SystemExit, match="built differently"):
         train.main(["graft", str(tmp_path / "dsc.safetensors"), str(tmp_path / "other.safetensors"),
                     str(tmp_path / "x.safetensors"), "--parts", "fusion"])
+
+
+def test_a_side_stage_grafted_onto_a_checkerboard_flow_codes_with_its_entropy_model(tmp_path):
+    """The entropy model follows the base (checkpoints.ENTROPY_FIELDS): the side stage never reads
+    it, so a side stage grafted onto a flow whose entropy model grew the checkerboard codes its y
+    stream in that flow's halves and decodes with the side view, the same pixels every time."""
+    import numpy as np
+    from flowcodec_cli import codec, zoo
+    from flowcodec_cli.files.images import read_image
+    from flowcodec_cli.training.checkpoints import export_weights
+    from model_helpers import temporary_zoo
+    torch.manual_seed(0)
+    export_weights(randomized(build_model("flow-side-info", {**SMALL, **SIDE}), 1),
+                   tmp_path / "dsc.safetensors")
+    checker = randomized(build_model("flow", {**SMALL, "context_checkerboard": True}), 2)
+    export_weights(checker, tmp_path / "flow.safetensors")
+    train.main(["graft", str(tmp_path / "dsc.safetensors"), str(tmp_path / "flow.safetensors"),
+                str(tmp_path / "out.safetensors"), "--parts", "latent_pull", "fusion"])
+    arch, config, grafted = zoo.load_state(tmp_path / "out.safetensors")
+    _, _, flow = zoo.load_state(tmp_path / "flow.safetensors")
+    assert arch == "flow-side-info" and config["context_checkerboard"]
+    assert all(torch.equal(grafted[k], flow[k]) for k in flow)
+    model = build_model(arch, config)
+    model.load_state_dict({k: v.float() for k, v in grafted.items()})
+    pairs = Path(__file__).parent / "data" / "stereo"
+    left, right = (read_image((pairs / side / "cup_upright.png").read_bytes()) for side in ("left", "right"))
+    with temporary_zoo(tmp_path, {"t-dsc": model}, "flow-side-info"):
+        data, _ = codec.encode(left, 0.01, "t-dsc")
+        assert codec.LoadedCodec.get("t-dsc").segment_count == 2 * len(SMALL["context_slices"])
+        decoded = codec.decode(data, side_info=right).rgb
+        assert decoded.shape == left.rgb.shape
+        assert np.array_equal(codec.decode(data, side_info=right).rgb, decoded)

@@ -31,6 +31,8 @@ from flowcodec_cli.files.atomic import atomic_path
 from flowcodec_cli.models import build_model, full_config
 from flowcodec_cli.models.base import file_name
 
+ENTROPY_FIELDS = ("context_",)  # config fields of the entropy model: a graft takes the base's
+
 
 def read_checkpoint(path: Path) -> dict:
     """The raw checkpoint dict (see the module docstring), on the CPU; or, for a `.json` path,
@@ -183,18 +185,22 @@ def graft_weights(grown: str, base: str, out: str, parts: list[str]) -> str:
     trained further and ships again, the stage moves onto the new flow instead of training again;
     the result must be checked on held-out pairs before it ships, like any weights. The base's
     config must be the grown model's, field for field where they share fields, defaults filled
-    in (a field added later, at its default, is no difference)."""
+    in (a field added later, at its default, is no difference), except the entropy model's
+    context fields (`ENTROPY_FIELDS`): the side stage never reads the entropy model (it is blind
+    to the side view), so a base whose entropy model grew (the checkerboard) passes it on."""
     g_arch, g_config, g_tensors = zoo.load_state(Path(grown))
     b_arch, b_config, b_tensors = zoo.load_state(Path(base))
     g_full, b_full = full_config(g_arch, g_config), full_config(b_arch, b_config)
-    if differ := sorted(k for k in b_full if g_full.get(k) != b_full[k]):
+    followed = {k: b_full[k] for k in b_full if k.startswith(ENTROPY_FIELDS)}
+    if differ := sorted(k for k in b_full if g_full.get(k) != b_full[k] and k not in followed):
         raise SystemExit(f"graft: {base} is built differently ({', '.join(differ)})")
     kept = {k for k in g_tensors if k.split(".")[0] in parts}
     if not kept:
         raise SystemExit(f"graft: {grown} has no parts {parts}")
-    if missing := sorted(k for k in g_tensors if k not in kept and k not in b_tensors):
+    model = build_model(g_arch, {**g_config, **followed})
+    names = model.state_dict().keys()
+    if missing := sorted(k for k in names if k not in kept and k not in b_tensors):
         raise SystemExit(f"graft: {base} lacks {missing[:3]}")
-    model = build_model(g_arch, g_config)
-    model.load_state_dict({k: (g_tensors[k] if k in kept else b_tensors[k]) for k in g_tensors})
+    model.load_state_dict({k: (g_tensors[k] if k in kept else b_tensors[k]) for k in names})
     steps = zoo.trained_steps(Path(base))
     return export_weights(model, Path(out), trained_steps=steps)
