@@ -58,7 +58,7 @@ _register(ZooEntry(
     name="flow",
     architecture="flow",
     file="flow.safetensors",
-    sha256="ad83429b287cd3884966e1c7b8323be3321d4150793f1566b4454fdd28d4afcd",
+    sha256="feb37d85c06de94523a3edfa23f665afbf8a305d12294e920f484549f37eacaf",
 ))
 
 # The side-information family (bench --stereo), built on the flow codec. dsc is the distributed
@@ -71,7 +71,7 @@ _register(ZooEntry(
     name="dsc",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="63ace1bd5c00ec1ac8d190e368a51d0e2e5b7d3056ccf535a55528d06cbd7189",
+    sha256="7b7c6a2bae8bf1114ce7f3d30e4dcda69ea2890a5ba08747a75856c390d57581",
     stereo=True,
 ))
 
@@ -79,7 +79,7 @@ _register(ZooEntry(
     name="dsc-joint",
     architecture="flow-side-info",
     file="dsc.safetensors",
-    sha256="63ace1bd5c00ec1ac8d190e368a51d0e2e5b7d3056ccf535a55528d06cbd7189",
+    sha256="7b7c6a2bae8bf1114ce7f3d30e4dcda69ea2890a5ba08747a75856c390d57581",
     stereo=True,
     config=(("mode", "joint"),),
 ))
@@ -88,7 +88,7 @@ _register(ZooEntry(
     name="dsc-separate",
     architecture="flow",
     file="flow.safetensors",
-    sha256="ad83429b287cd3884966e1c7b8323be3321d4150793f1566b4454fdd28d4afcd",
+    sha256="feb37d85c06de94523a3edfa23f665afbf8a305d12294e920f484549f37eacaf",
     stereo=True,
 ))
 
