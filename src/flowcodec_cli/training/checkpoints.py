@@ -31,7 +31,8 @@ from flowcodec_cli.files.atomic import atomic_path
 from flowcodec_cli.models import build_model, full_config
 from flowcodec_cli.models.base import file_name
 
-ENTROPY_FIELDS = ("context_",)  # config fields of the entropy model: a graft takes the base's
+#: the entropy model's config fields, which a graft takes from the base (graft_weights)
+ENTROPY_FIELDS = ("context_",)
 
 
 def read_checkpoint(path: Path) -> dict:
