@@ -36,9 +36,7 @@ done
 wait
 for arm in plain context context-lrp; do
   .venv/bin/flowcodec train export $root/$arm/checkpoint.pt $root/$arm/flow.safetensors
-  reference=()
-  [ $arm = plain ] || reference=(--reference $root/plain.json)
-  .venv/bin/python -m flowcodec_cli.training.evaluate $root/$arm/flow.safetensors \
-    --data ../shared/data/stereo/middlebury_trainingQ/left --betas 0.0002,0.001,0.004,0.015,0.05 \
-    --threads 2 "${reference[@]}" --out $root/$arm.json
+  reference=""
+  [ $arm = plain ] || reference=$root/plain.json
+  scripts/heldout_check.sh $root/$arm/flow.safetensors $root/$arm.json $reference
 done

@@ -17,8 +17,7 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 mkdir -p "$(dirname "$eval_out")" runs
 
 if [ ! -f "$eval_out" ]; then
-  $PY -m flowcodec_cli.training.evaluate "$candidate" --data $STEREO/left \
-    --betas 0.0002,0.001,0.004,0.015,0.05 --reference "$reference" --threads 2 --out "$eval_out"
+  scripts/heldout_check.sh "$candidate" "$eval_out" "$reference"
 fi
 bd=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['bd_rate_vs_reference'])" "$eval_out")
 echo "held-out BD-rate vs the shipped weights: $bd %"

@@ -18,17 +18,12 @@ root=runs/cb
 mkdir -p $root
 start=$root/start.safetensors
 [ -f $start ] || cp weights/flow.safetensors $start
-heldout() {  # WEIGHTS OUT [REFERENCE]
-  .venv/bin/python -m flowcodec_cli.training.evaluate "$1" \
-    --data ../shared/data/stereo/middlebury_trainingQ/left --betas 0.0002,0.001,0.004,0.015,0.05 \
-    --threads 2 ${3:+--reference "$3"} --out "$2"
-}
 if [ "$1" = eval ]; then
   arm=$2
-  [ -f $root/start.json ] || heldout $start $root/start.json
+  [ -f $root/start.json ] || scripts/heldout_check.sh $start $root/start.json
   .venv/bin/flowcodec train export $root/$arm/checkpoint.pt $root/$arm/flow.safetensors \
     --record $root/$arm/record.json
-  heldout $root/$arm/flow.safetensors $root/$arm.json $root/start.json
+  scripts/heldout_check.sh $root/$arm/flow.safetensors $root/$arm.json $root/start.json
   exit
 fi
 arm=$1 steps=${2:-3000} minutes=${3:-0} threads=${4:-1}

@@ -114,10 +114,10 @@ def test_missing_or_misfit_side_info_is_an_error(distributed_file):
 def test_wrong_side_image_still_decodes_to_a_valid_image(distributed_file):
     """A valid image of the wrong scene decodes (the tables never see it) to another picture than
     the right view gives: the decoder does use the side view. How much worse it is, is measured
-    by the stereo bench over 15 held-out pairs (docs/side_info.md: +3.8% BD-rate against the
-    flow). On this one small pair at β 0.01 the grafted side stage of the 73,715-step flow gives
-    the right view 39.67 dB and the wrong one 39.69 dB: the stage drifts from the flow it is
-    grafted onto (side_info.md), so "better" is no per-image promise."""
+    by the stereo bench over 15 held-out pairs (docs/side_info.md, for the shipped weights). On
+    this one small pair at β 0.01 the grafted side stage of the 73,715-step flow gave the right
+    view 39.67 dB and the wrong one 39.69 dB: the stage drifts from the flow it is grafted onto
+    (side_info.md), so "better" is no per-image promise."""
     left = _picture("left")
     wrong = _picture("right", "bit_box_upright.png")
     decoded = codec.decode(distributed_file, side_info=wrong)

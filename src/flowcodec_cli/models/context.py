@@ -18,8 +18,9 @@ The context networks feed tables, so the codec runs them in float64 (the entropy
 copy); the residual predictors feed only the synthesis and run in float32 like it.
 
 Decoding stays parallel inside a slice (or half-slice: the elements of one are coded at once);
-only the slices (halves) are sequential. The last layer of every network here starts at zero, so a grown
-model computes exactly what the model it was grown from computed until training moves it.
+only the slices (halves) are sequential. The last layer of every network here starts at zero,
+so a grown model computes exactly what the model it was grown from computed until training
+moves it.
 
 Nothing is pixel-serial. Slices are contiguous runs of `order`, a permutation of the latent
 channels (by default the identity; `context_order` of a model's config puts the coarse,
