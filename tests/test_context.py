@@ -186,3 +186,17 @@ def test_checkerboard_round_trips_tiny_and_odd_sized_images(registered, size):
     rgb = (np.random.default_rng(size[1]).random((*size, 3)) * 255).astype(np.uint8)
     data, _ = codec.encode(images.Picture(rgb, None, fcx.LAYOUT_RGB), BETA, "t-checker")
     assert codec.decode(data).rgb.shape == (*size, 3)
+
+
+def test_checkerboard_halves_are_the_mask_s_elements_in_raster_order():
+    from flowcodec_cli.models.context import checkerboard, checkerboard_half, checkerboard_place
+    values = torch.arange(2 * 3 * 6 * 8, dtype=torch.float64).view(2, 3, 6, 8)
+    anchors = checkerboard(6, 8)
+    rebuilt = torch.zeros_like(values)
+    for half, where in ((0, anchors), (1, ~anchors)):
+        chosen = checkerboard_half(values, half)
+        assert torch.equal(chosen, values[..., where])
+        checkerboard_place(rebuilt, chosen, half)
+    assert torch.equal(rebuilt, values)
+    with pytest.raises(ValueError, match="even latent grid"):
+        checkerboard_half(torch.zeros(1, 1, 5, 8), 0)

@@ -5,6 +5,7 @@ probabilities."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -158,3 +159,49 @@ def test_rounded_bits_is_minus_log2_of_the_bin_probabilities():
                                             rel=1e-6)
     assert z_bits.tolist() == pytest.approx([bits([0, -1], *z_mix), bits([3, 1], *z_mix)],
                                             rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def checkerboard_component() -> HyperpriorEntropyModel:
+    config = {**SMALL["flow"], "context_slices": [6, 10, 16, 16], "context_hidden": 8,
+              "context_checkerboard": True}
+    return randomized(build_model("flow", config), seed=5).entropy_model.eval()
+
+
+def test_coding_copy_codes_each_half_slice_with_the_model_s_mixtures(checkerboard_component):
+    """The coder's path (sub-pixel h_s, tap-summing context layers, each checkerboard half's
+    mixtures computed for that half alone) gives the model's own float64 numbers (training's
+    `slice_prior` over the whole grid), up to float64 summation order."""
+    from flowcodec_cli.models.context import checkerboard
+    coding = checkerboard_component.for_coding()
+    stock = copy.deepcopy(checkerboard_component).double().eval()
+    generator = torch.Generator().manual_seed(6)
+    z_hat = torch.round(3 * torch.randn(1, 8, 2, 3, generator=generator, dtype=torch.float64))
+    y_hat = torch.round(4 * torch.randn(1, 48, 8, 12, generator=generator, dtype=torch.float64))
+    beta = torch.tensor([0.004], dtype=torch.float64)
+    with torch.no_grad():
+        raw = coding.hyper_params(z_hat, beta)
+        torch.testing.assert_close(raw, stock.hyper_params(z_hat, beta), rtol=1e-12, atol=1e-12)
+        anchors = checkerboard(8, 12)
+        for index in range(coding.slice_count):
+            corrected = coding.channel_raw(raw, y_hat, index)
+            expected = stock.slice_prior(raw, y_hat, index)  # (1, K, c, H, W)
+            for phase, where in ((0, anchors), (1, ~anchors)):
+                half, params = coding.phase_prior(corrected, y_hat, index, phase)
+                assert half == phase
+                for got, want in zip(params, expected):
+                    torch.testing.assert_close(got, want[..., where], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel, stride", [(5, 2), (3, 2), (7, 3)])
+def test_sub_pixel_transposed_convolution_is_the_stock_one(kernel, stride):
+    from flowcodec_cli.models.layers.basic import SubpixelConvTranspose2d, deconv
+    torch.manual_seed(0)
+    layer = deconv(5, 7, kernel, stride).double().eval()
+    sub = SubpixelConvTranspose2d.of(layer)
+    x = torch.randn(2, 5, 6, 9, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(sub(x), layer(x), rtol=1e-12, atol=1e-12)
+        assert torch.equal(sub.train()(x), layer(x))  # training keeps the stock layer
+    with pytest.raises(ValueError, match="sub-pixel"):
+        SubpixelConvTranspose2d.of(deconv(5, 7, 4, 2))  # its output is not stride × input

@@ -121,6 +121,17 @@ def test_tap_sum_convolution_is_the_stock_convolution(cin, cout):
         assert torch.equal(layer.train()(x), stock)
 
 
+def test_tap_sum_made_of_a_convolution_shares_its_parameters():
+    stock = torch.nn.Conv2d(16, 4, 3, padding=1)
+    layer = TapSumConv2d.of(stock).eval()
+    assert layer.weight is stock.weight and layer.bias is stock.bias
+    x = torch.randn(1, 16, 9, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), stock(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="3×3"):
+        TapSumConv2d.of(torch.nn.Conv2d(16, 4, 3, padding=1, stride=2))
+
+
 @pytest.mark.parametrize("layer", [BlockedConv2d(7, 16, 3), BlockedConv2d(5, 8, 5), TapSumConv2d(32, 12), TapSumConv2d(8, 16)],
                          ids=["blocked-3x3", "blocked-5x5", "tap-sum", "tap-sum-wide"])
 def test_codec_convolutions_in_row_blocks_give_the_same_bits(layer, monkeypatch):

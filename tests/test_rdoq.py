@@ -40,7 +40,8 @@ def choose(y, params, distortion, beta=0.01):
     """The rounding of the slice's latents y (1, 4, 6, 5), coded as one segment."""
     segment = Segment(slice(None), None)
     rounding = rdoq.SliceRounding(y, torch.full((1, 4, 1, 1), distortion, dtype=torch.float64), beta)
-    return rounding(segment, segment.params(params)).view_as(y)
+    flat = mixture.MixtureParams(*(p.flatten(3) for p in params))  # (1, K, c, n): a segment's
+    return rounding(segment, flat).view_as(y)
 
 
 def test_each_latent_goes_to_its_floor_or_its_ceiling():

@@ -25,6 +25,7 @@ from flowcodec_cli import zoo
 from flowcodec_cli.codec import entropy, fcx, operating_points
 from flowcodec_cli.errors import CodecError
 from flowcodec_cli.models import mixture
+from flowcodec_cli.models.context import checkerboard_half, checkerboard_place
 
 
 class LoadedCodec:
@@ -117,29 +118,24 @@ class LoadedCodec:
 
 
 class Segment(NamedTuple):
-    """One coded segment of a tile's y stream: a slice's channels and which of their positions
-    (None: all; with the checkerboard, the anchors or the rest). Its values are (1, c, n): C order,
-    each channel's positions in raster order."""
+    """One coded segment of a tile's y stream: a slice's channels, all their positions (`half`
+    None) or, with the checkerboard, one half of them (0: the anchors, 1: the rest). Its values
+    are (1, c, n): C order, each channel's positions in raster order."""
     channels: torch.Tensor | slice
-    positions: torch.Tensor | None
+    half: int | None
 
     def values(self, latents: torch.Tensor) -> torch.Tensor:
         """The segment's elements of latents (1, C, H, W), as (1, c, n)."""
         part = latents[:, self.channels]
-        return part.flatten(2) if self.positions is None else part[..., self.positions]
-
-    def params(self, params: mixture.MixtureParams) -> mixture.MixtureParams:
-        """The segment's elements of its slice's mixtures (1, K, c, H, W), as (1, K, c, n)."""
-        return mixture.MixtureParams(*(p.flatten(3) if self.positions is None
-                                       else p[..., self.positions] for p in params))
+        return part.flatten(2) if self.half is None else checkerboard_half(part, self.half)
 
     def store(self, latents: torch.Tensor, values: torch.Tensor) -> None:
         """Write the segment's values (any shape of c·n elements) into latents, in place."""
-        part = latents[:, self.channels]
-        if self.positions is None:
-            part = values.reshape(part.shape).to(part.dtype)
+        part = latents[:, self.channels]  # latents' own view, or an indexed copy
+        if self.half is None:
+            part.copy_(values.reshape(part.shape))
         else:
-            part[..., self.positions] = values.reshape(*part.shape[:2], -1).to(part.dtype)
+            checkerboard_place(part, values.reshape(*part.shape[:2], -1).to(part.dtype), self.half)
         latents[:, self.channels] = part
 
 
@@ -160,9 +156,8 @@ class TileSegments:
         y_hat = y_hat.double()
         if index != self._slice:
             self._slice, self._corrected = index, self.tables.channel_raw(self.raw, y_hat, index)
-        positions, params = self.tables.phase_prior(self._corrected, y_hat, index, phase)
-        segment = Segment(self.tables.slice_channels(index), positions)
-        return segment, segment.params(params)
+        half, params = self.tables.phase_prior(self._corrected, y_hat, index, phase)
+        return Segment(self.tables.slice_channels(index), half), params
 
 
 def _snapped(params: mixture.MixtureParams) -> entropy.QuantizedMixture:

@@ -46,8 +46,8 @@ import torch
 from torch import nn
 
 from flowcodec_cli.models import mixture
-from flowcodec_cli.models.context import ChannelContext, checkerboard
-from flowcodec_cli.models.layers.basic import RateGain, conv, deconv
+from flowcodec_cli.models.context import ChannelContext, checkerboard_half
+from flowcodec_cli.models.layers.basic import RateGain, SubpixelConvTranspose2d, conv, deconv
 
 
 class HyperpriorEntropyModel(nn.Module):
@@ -83,8 +83,16 @@ class HyperpriorEntropyModel(nn.Module):
                         if context_slices else None)
 
     def for_coding(self) -> "HyperpriorEntropyModel":
-        """A float64 copy in eval mode: what the coding core builds its tables with."""
-        return copy.deepcopy(self).double().eval()
+        """A float64 copy in eval mode: what the coding core builds its tables with (h_s's
+        transposed convolutions as sub-pixel ones, the context networks' first layers summing
+        taps: faster on the coding path, the same functions)."""
+        coding = copy.deepcopy(self).double().eval()
+        coding.h_s = nn.Sequential(*(SubpixelConvTranspose2d.of(layer)
+                                     if isinstance(layer, nn.ConvTranspose2d) else layer
+                                     for layer in coding.h_s))
+        if coding.context is not None:
+            coding.context.sum_taps()
+        return coding
 
     def hyper_analysis(self, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         # h_a sees the gained latents, so z carries their β-dependent scale to h_s.
@@ -133,19 +141,18 @@ class HyperpriorEntropyModel(nn.Module):
         return raw if self.context is None else self.context.channel_corrected(raw, y_hat, index)
 
     def phase_prior(self, corrected: torch.Tensor, y_hat: torch.Tensor, index: int,
-                    phase: int) -> tuple[torch.Tensor | None, mixture.MixtureParams]:
-        """The positions (H, W) bool coded in `phase` of slice `index` (None: all of them) and
-        the slice's mixtures as that phase sees them, from `channel_raw`'s output: phase 0
-        codes the anchors, phase 1 the rest, corrected by the anchors in ŷ."""
-        if self.context is None:
-            return None, mixture.split_params(corrected, self.latent_channels, self.components)
-        positions = None
-        if self.phases == 2:
-            anchors = checkerboard(*corrected.shape[2:])
-            positions = ~anchors if phase else anchors
-            if phase:
-                corrected = self.context.spatially_corrected(corrected, y_hat, index)
-        return positions, mixture.split_params(corrected, self.context.sizes[index], self.components)
+                    phase: int) -> tuple[int | None, mixture.MixtureParams]:
+        """The checkerboard half coded in `phase` of slice `index` (0: the anchors, 1: the rest;
+        None: the whole slice, without the checkerboard) and its elements' mixtures (B, K, c, n),
+        raster order, from `channel_raw`'s output; the rest are corrected by the anchors in ŷ
+        (the correction computed for them alone)."""
+        channels = self.latent_channels if self.context is None else self.context.sizes[index]
+        if self.phases == 1:
+            return None, _flat(mixture.split_params(corrected, channels, self.components))
+        chosen = checkerboard_half(corrected, phase)
+        if phase:
+            chosen = chosen + self.context.spatial_correction(y_hat, index, chosen.dtype, phase)
+        return phase, _flat(mixture.split_params(chosen.unsqueeze(3), channels, self.components))
 
     def y_prior(self, z_hat: torch.Tensor, beta: torch.Tensor,
                 y_hat: torch.Tensor | None = None) -> mixture.MixtureParams:
@@ -192,6 +199,11 @@ class HyperpriorEntropyModel(nn.Module):
         y_noisy = y + quantization_noise(y, noise)
         y_bits = mixture.bits(mixture.bin_likelihood(y_noisy, y_params))
         return y_bits, z_bits, y_noisy
+
+
+def _flat(params: mixture.MixtureParams) -> mixture.MixtureParams:
+    """(B, K, c, H, W) → (B, K, c, H·W): elements in raster order, as a coded segment holds them."""
+    return mixture.MixtureParams(*(p.flatten(3) for p in params))
 
 
 UNIFORM_NOISE_STD = (1 / 12) ** 0.5  # the standard deviation of U(-1/2, 1/2)

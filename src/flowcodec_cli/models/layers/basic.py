@@ -28,6 +28,68 @@ def deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTran
     )
 
 
+class SubpixelConvTranspose2d(nn.ConvTranspose2d):
+    """`deconv`'s layer computed, outside training, as one ordinary convolution with stride²
+    times the output channels, one group per output phase (sub-pixel position), then
+    `pixel_shuffle`: each phase's kernel holds the taps of the transposed kernel that reach it,
+    and zeros where a tap reaches another phase.
+
+    Why: without oneDNN (the coding path, codec/pipeline.py) ATen's transposed convolution runs
+    on one thread and streams a (C_out·k², H·W) column buffer through memory. h_s's 192 → 288
+    layer in float64, on a Kodak image, took 53 ms on 2 threads and 40 ms this way. Each output
+    is the same sum of the same products (and exact zeros), taken in another order: float64
+    results differ in the last bits, which moves a snapped table parameter (codec/entropy.py)
+    about as rarely as a different CPU would, and the parameter CRC refuses a file if it ever
+    does. Made from a trained layer by `of`, for a coding copy that is never trained (its
+    kernel is built once); training keeps the stock layer.
+    """
+
+    @classmethod
+    def of(cls, layer: nn.ConvTranspose2d) -> "SubpixelConvTranspose2d":
+        stride, padding, output_padding = layer.stride[0], layer.padding[0], layer.output_padding[0]
+        kernel = layer.kernel_size[0]
+        if (layer.stride != (stride, stride) or layer.padding != (padding, padding)
+                or layer.kernel_size != (kernel, kernel) or layer.groups != 1
+                or layer.dilation != (1, 1) or kernel - 2 * padding + output_padding != stride):
+            raise ValueError("only `deconv`'s layers (output size = stride × input) are sub-pixel")
+        new = cls(layer.in_channels, layer.out_channels, kernel, stride=stride, padding=padding,
+                  output_padding=output_padding, device="meta")
+        new.weight, new.bias = layer.weight, layer.bias
+        new.register_buffer("phase_kernel", new._phase_kernel().detach(), persistent=False)
+        return new.train(layer.training)
+
+    def _taps(self, phase: int) -> dict[int, int]:
+        """{input offset (input index − output index // stride): kernel tap} for the outputs of
+        `phase` along one axis."""
+        stride, padding = self.stride[0], self.padding[0]
+        return {(phase + padding - tap) // stride: tap for tap in range(self.kernel_size[0])
+                if (tap - phase - padding) % stride == 0}
+
+    def _phase_kernel(self) -> torch.Tensor:
+        """(C_out·stride², C_in, r, r): each output phase's correlation kernel over offsets
+        −reach … reach (zero where no tap lands), channels ordered for `pixel_shuffle`."""
+        stride = self.stride[0]
+        taps = [self._taps(phase) for phase in range(stride)]
+        reach = max(abs(offset) for phase in taps for offset in phase)
+        size = 2 * reach + 1
+        kernel = self.weight.new_zeros(self.out_channels, stride, stride, self.in_channels, size, size)
+        for row in range(stride):
+            for col in range(stride):
+                for dr, tr in taps[row].items():
+                    for dc, tc in taps[col].items():
+                        kernel[:, row, col, :, dr + reach, dc + reach] = self.weight[:, :, tr, tc].T
+        return kernel.flatten(0, 2)
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        if self.training or output_size is not None:
+            return super().forward(x, output_size)
+        stride = self.stride[0]
+        bias = self.bias.to(x.dtype).repeat_interleave(stride * stride)
+        reach = self.phase_kernel.shape[-1] // 2
+        phases = F.conv2d(x, self.phase_kernel.to(x.dtype), bias, padding=reach)
+        return F.pixel_shuffle(phases, stride)
+
+
 class GDN(nn.Module):
     """Generalized divisive normalization: y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2).
 

@@ -150,6 +150,16 @@ class TapSumConv2d(BlockedConv2d):
     def __init__(self, cin: int, cout: int):
         super().__init__(cin, cout, 3)
 
+    @classmethod
+    def of(cls, layer: nn.Conv2d) -> "TapSumConv2d":
+        """The same convolution as `layer` (a stride-1, zero-padded 3×3 one), computed this way
+        outside training; the parameters are shared."""
+        if (layer.kernel_size, layer.stride, layer.padding, layer.groups) != ((3, 3), (1, 1), (1, 1), 1):
+            raise ValueError("only stride-1, zero-padded 3×3 convolutions sum taps")
+        new = cls(layer.in_channels, layer.out_channels)
+        new.weight, new.bias = layer.weight, layer.bias
+        return new.train(layer.training)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training or self.out_channels >= self.in_channels:
             return super().forward(x)
