@@ -159,10 +159,11 @@ def reference_plan(q):
     """Window centre (weighted mean, rounded, ties up) and the smallest half-width that covers
     every weighted component to TAIL_SIGMAS, in float64 as the format describes it."""
     steps = entropy.MEAN_STEPS_PER_UNIT
-    centres = np.floor((q.weights * q.means).sum(0) / q.weights.sum(0) / steps + 0.5)
+    weights, means = q.weights.astype(np.float64), q.means.astype(np.float64)  # exact
+    centres = np.floor((weights * means).sum(0) / weights.sum(0) / steps + 0.5)
     sigma = entropy.scale_grid()[q.scales] * steps
-    reach = np.abs(q.means - centres * steps) + np.ceil(entropy.TAIL_SIGMAS * sigma)
-    reach = np.ceil(np.where(q.weights > 0, reach, 0).max(0) / steps) + 1
+    reach = np.abs(means - centres * steps) + np.ceil(entropy.TAIL_SIGMAS * sigma)
+    reach = np.ceil(np.where(weights > 0, reach, 0).max(0) / steps) + 1
     widths = np.array(entropy.WINDOW_HALF_WIDTHS)
     return centres, widths[np.minimum(np.searchsorted(widths, reach), len(widths) - 1)]
 
