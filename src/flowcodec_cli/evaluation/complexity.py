@@ -28,6 +28,16 @@ def _macs(fn) -> int:
     return counter.get_total_flops() // 2
 
 
+def _coded_context(entropy, raw: torch.Tensor, y_hat: torch.Tensor) -> None:
+    """The context networks as the coder runs them (`codec/loaded.TileSegments`): each slice's
+    channel context once, then each checkerboard half's mixtures (the spatial networks' layers
+    after the first only at the non-anchors)."""
+    for index in range(entropy.slice_count):
+        corrected = entropy.channel_raw(raw, y_hat, index)
+        for phase in range(entropy.phases):
+            entropy.phase_prior(corrected, y_hat, index, phase)
+
+
 def part_macs(model, height: int, width: int, beta: float = 0.005) -> dict[str, float]:
     """MACs per pixel of each part of `model` on a height × width image (multiples of the stride)."""
     b = torch.tensor([beta])
@@ -40,7 +50,7 @@ def part_macs(model, height: int, width: int, beta: float = 0.005) -> dict[str, 
         "analysis": _macs(lambda: model.analysis(x, b)),
         "hyper_analysis": _macs(lambda: entropy.hyper_analysis(y, b)),
         "hyper_synthesis": _macs(lambda: entropy.hyper_params(z_hat, b)),
-        "context": _macs(lambda: [entropy.slice_prior(raw, y, i) for i in range(entropy.slice_count)]),
+        "context": _macs(lambda: _coded_context(entropy, raw, y)),
         "synthesis": _macs(lambda: model.synthesis(entropy.refined(y), b)),
     }
     pixels = height * width
