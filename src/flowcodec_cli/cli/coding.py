@@ -22,6 +22,8 @@ EFFORT_HELP = (
     f"{', '.join(map(str, STEPS[1:]))} gradient steps: 3.4%, 4.4%, 4.6% lower D + β·R than nearest rounding on a "
     "768x512 held-out photo at β 0.004 (3-8% on smaller crops), at 17x, 32x, 62x the encode "
     "time of effort 0 (47, 88, 168 s against 2.7 s for 768x512 on one core of a busy machine). "
+    "On Kodak, effort 3 needs 6.2% fewer bits than effort 0 for the same PSNR, at about 52 s "
+    "a 768x512 image on 2 threads. "
     "Same decoder, same format, same bytes every run. Not for dsc: its encoder never sees the "
     "decoder's side view.")
 

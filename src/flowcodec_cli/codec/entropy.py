@@ -121,8 +121,7 @@ def quantize_params(logits: np.ndarray, means: np.ndarray, scales: np.ndarray) -
     weights = logits.sub_(logits.amax(0, keepdim=True)).exp_()
     weights /= _component_sum(weights)
     # The largest weight is at least 1/K, so every mixture keeps a non-zero quantized weight.
-    # int32 (exact: the grids are far below 2^31): the plan and tables below read these arrays
-    # many times, and the parameter CRC hashes them as 32-bit integers
+    # int32, exact (the grids stay far below 2^31): what the plan reads and the CRC hashes
     q_weights = weights.mul_(WEIGHT_TOTAL).add_(0.5).floor_().int()
     q_means = means.mul_(MEAN_STEPS_PER_UNIT).add_(0.5).floor_().int()
     lo, hi = math.log(mixture.SCALE_MIN), math.log(mixture.SCALE_MAX)
@@ -155,8 +154,7 @@ def _tail_steps() -> torch.Tensor:
 
 def _plan(q: QuantizedMixture) -> _Plan:
     """Window of each element: centred on the weighted mean, covering every component's tail.
-    Integer arithmetic only (torch tensors, int32 where nothing can overflow, int64 for the
-    weighted sums), over all elements at once."""
+    Integer arithmetic only (int32 torch tensors, int64 weighted sums), all elements at once."""
     steps = MEAN_STEPS_PER_UNIT
     weights, means, scales = (torch.from_numpy(np.asarray(a)).to(torch.int32) for a in q)
     total = weights.sum(0, dtype=torch.int64)
@@ -224,9 +222,8 @@ def _tables(q: QuantizedMixture, plan: _Plan, select: np.ndarray, half: int) -> 
     windows = runs.as_strided((runs.numel() - bounds + 1, bounds), (1, 1))
     chosen = torch.from_numpy(select)
     weights = torch.from_numpy(q.weights).index_select(1, chosen).to(torch.int32)
-    starts = plan.starts.index_select(1, chosen)
-    # (K, n, bounds); index_select copies whole rows (a third faster than advanced indexing)
-    rows = windows.index_select(0, starts.flatten()).view(*starts.shape, bounds)
+    rows = windows.index_select(0, plan.starts.index_select(1, chosen).flatten())  # whole rows
+    rows = rows.view(-1, chosen.numel(), bounds)                                # (K, n, bounds)
     # int32 is exact: weights ≤ 2^10 times CDF values ≤ 2^16, summed over K = 3.
     rows.mul_(weights[:, :, None])
     cdf = rows[0]
@@ -239,12 +236,9 @@ def _tables(q: QuantizedMixture, plan: _Plan, select: np.ndarray, half: int) -> 
 
 
 def _groups(plan: _Plan):
-    """(half-width, element indices) in coding order, in chunks of at most TABLE_BUDGET entries.
-
-    Chunking bounds the memory of the tables (any image size costs the same peak) without
-    changing the bitstream: chunks follow the same order, and constriction's queue coder
-    concatenates consecutive encode calls seamlessly.
-    """
+    """(half-width, element indices) in coding order, in chunks of at most TABLE_BUDGET entries:
+    any image size costs the same peak memory, and the bitstream is the same (constriction's
+    queue coder concatenates consecutive encode calls seamlessly)."""
     for half in WINDOW_HALF_WIDTHS:
         select = np.flatnonzero(plan.half_widths == half)
         chunk = max(1, TABLE_BUDGET // (2 * half + 2))
