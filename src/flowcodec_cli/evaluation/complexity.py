@@ -19,6 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from flowcodec_cli import zoo
+from flowcodec_cli.codec.loaded import TileSegments
 
 
 def _macs(fn) -> int:
@@ -29,13 +30,12 @@ def _macs(fn) -> int:
 
 
 def _coded_context(entropy, raw: torch.Tensor, y_hat: torch.Tensor) -> None:
-    """The context networks as the coder runs them (`codec/loaded.TileSegments`): each slice's
-    channel context once, then each checkerboard half's mixtures (the spatial networks' layers
-    after the first only at the non-anchors)."""
-    for index in range(entropy.slice_count):
-        corrected = entropy.channel_raw(raw, y_hat, index)
-        for phase in range(entropy.phases):
-            entropy.phase_prior(corrected, y_hat, index, phase)
+    """The context networks as the coder runs them: `codec/loaded.TileSegments`, segment by
+    segment (each slice's channel context once, the spatial networks past their first layer
+    only at the non-anchors)."""
+    segments = TileSegments(entropy, raw)
+    for k in range(entropy.slice_count * entropy.phases):
+        segments(y_hat, k)
 
 
 def part_macs(model, height: int, width: int, beta: float = 0.005) -> dict[str, float]:
